@@ -1,23 +1,48 @@
-"""Shared fixtures: a real Redis database of the tests' own and the sandbox portal over real HTTP."""
+"""Shared fixtures: a real Redis database of the tests' own and the sandbox portal over real HTTP.
+
+The tests' Redis is ``TASKWARDEN_TEST_REDIS_URL`` (default db 13 of the local server); it is flushed
+before and after each test that uses it, and nothing else is touched.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from flask import Flask
+from redis import Redis
+from werkzeug.serving import make_server
 
-from sandbox.config import SandboxConfig
-from sandbox.control import SandboxControl
-from sandbox.server import RunningSandbox, start_in_thread
+if TYPE_CHECKING:
+    from sandbox.control import SandboxControl
+    from sandbox.server import RunningSandbox
 
+TEST_REDIS_URL = os.environ.get("TASKWARDEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 TEST_SECRET = "s3cr3t-webhook-code-for-tests"
 TEST_APP_TOKEN = "app-token-for-tests-0123456789"
 TEST_MEMBER_ID = "a223c6b3710f85df22e9377d6c4f7553"
+TEST_ADMIN_TOKEN = "admin-token-for-tests"
+SAMPLES = Path(__file__).parent / "samples"
+
+DEFAULT_RULES = """
+timezone: Europe/Berlin
+rules:
+  - name: cap-time-entries
+    policy: elapsed_cap
+    params: {max_seconds: 28800, action: clamp, note: " (capped at 8h)"}
+"""
 
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[RunningSandbox]:
     """One sandbox portal for the whole run, on a free loopback port."""
+    from sandbox.config import SandboxConfig
+    from sandbox.server import start_in_thread
+
     running = start_in_thread(
         SandboxConfig(secret=TEST_SECRET, application_token=TEST_APP_TOKEN, member_id=TEST_MEMBER_ID)
     )
@@ -28,6 +53,73 @@ def sandbox_server() -> Iterator[RunningSandbox]:
 @pytest.fixture
 def sandbox(sandbox_server: RunningSandbox) -> SandboxControl:
     """The sandbox emptied and set back to its default configuration before each test."""
+    from sandbox.control import SandboxControl
+
     control = SandboxControl(sandbox_server.url)
     control.reset()
     return control
+
+
+@pytest.fixture
+def redis() -> Iterator[Redis]:
+    """The tests' own Redis database, empty."""
+    connection = Redis.from_url(TEST_REDIS_URL)
+    connection.flushdb()
+    yield connection
+    connection.flushdb()
+    connection.close()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, redis: Redis, sandbox_server: RunningSandbox) -> Callable[..., Flask]:
+    """Build an app against the test Redis and the sandbox; ``rules`` is YAML text, settings by name."""
+
+    def build(rules: str = DEFAULT_RULES, **settings: Any) -> Flask:
+        from app import create_app
+
+        rules_file = tmp_path / "rules.yaml"
+        rules_file.write_text(rules)
+        values = {"redis_url": TEST_REDIS_URL, "rules_file": str(rules_file), "sandbox_url": sandbox_server.url,
+                  "sandbox_secret": TEST_SECRET, "sandbox_application_token": TEST_APP_TOKEN,
+                  "taskwarden_admin_token": TEST_ADMIN_TOKEN, "b24_rate_burst": 50, **settings}
+        return create_app({"TESTING": True, "SETTINGS": values})
+
+    return build
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def live_app(app: Flask) -> Iterator[str]:
+    """The app served over real HTTP on a free port (so the sandbox can post events to it)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def run_worker(app: Flask) -> None:
+    """Run queued jobs in this process until the queues are empty (RQ's SimpleWorker, burst mode)."""
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    import keys
+
+    rt = app.extensions["taskwarden"]
+    queues = [rt.queue(keys.EVALUATION_QUEUE), rt.queue(keys.SWEEP_QUEUE)]
+    SimpleWorker(queues, connection=rt.redis, serializer=JSONSerializer).work(burst=True)

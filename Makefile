@@ -1,0 +1,35 @@
+# Taskwarden: `make run` starts everything (sandbox portal when no B24_WEBHOOK_URL), `make test` tests it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+REDIS_URL ?= redis://127.0.0.1:6379/0
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/13
+
+.PHONY: run demo test lint typecheck install redis clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+redis: install
+	$(PY) scripts/ensure_redis.py $(REDIS_URL) --detach
+
+run: install
+	$(PY) scripts/run.py run
+
+demo: install
+	$(PY) scripts/run.py demo
+
+test: install
+	$(PY) scripts/ensure_redis.py $(TEST_REDIS_URL) --detach
+	TASKWARDEN_TEST_REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

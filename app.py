@@ -1,0 +1,77 @@
+"""The Taskwarden Flask application: ``create_app`` and wiring, nothing else.
+
+``gunicorn -c config/gunicorn.py app:app`` and ``flask --app app ...`` both use the module-level
+``app``; tests call ``create_app({"SETTINGS": {...}})``. Nothing connects to Redis at import time.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import structlog
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+import runtime
+from config import cli as rules_cli
+from config.settings import ConfigError, load_settings
+from handlers import admin, health, intake
+from logging_setup import configure_logging
+from workers import cli as worker_cli
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``test_config["SETTINGS"]`` overrides environment settings by field name."""
+    test_config = dict(test_config or {})
+    settings = load_settings(**test_config.pop("SETTINGS", {}))
+    rt = runtime.build_runtime(settings)
+    configure_logging(settings.log_format, settings.log_level, secrets=rt.portal.secrets)
+    runtime.install(rt)
+
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=intake.MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+    app.config.update(test_config)
+    app.extensions["taskwarden"] = rt
+    for blueprint in (intake.bp, health.bp, admin.bp):
+        app.register_blueprint(blueprint)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.before_request(_bind_request_context)
+    app.teardown_request(lambda _exc: structlog.contextvars.clear_contextvars())
+    rules_cli.init_app(app)
+    worker_cli.init_app(app)
+    _init_sandbox_cli(app)
+    return app
+
+
+def _bind_request_context() -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+def _http_error(error: HTTPException) -> tuple[Response, int]:
+    code = error.code or 500
+    return jsonify(status="error", error=(error.name or "error").lower().replace(" ", "_")), code
+
+
+def _unexpected_error(error: Exception) -> tuple[Response, int]:
+    # A bug, not client input: logged with its traceback (redacted), answered without one.
+    structlog.get_logger(__name__).exception("http.unexpected_error", error=type(error).__name__)
+    return jsonify(status="error", error="internal_error"), 500
+
+
+def _init_sandbox_cli(app: Flask) -> None:
+    from sandbox.cli import sandbox_command
+
+    app.cli.add_command(sandbox_command)
+
+
+def _app_or_exit() -> Flask:
+    try:
+        return create_app()
+    except ConfigError as exc:
+        print(f"taskwarden: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = _app_or_exit()

@@ -1,0 +1,79 @@
+"""The audit trail (SPEC section 7): every decision, in a capped Redis stream per portal.
+
+Written by workers, read by ``GET /audit`` and ``flask --app app audit``. Values are the entity's own
+(seconds, comment text, a deadline); no secret ever reaches a decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis import Redis
+from redis.client import Pipeline
+
+import keys
+from logging_setup import redact_text
+
+DEFAULT_AUDIT_MAX_DECISIONS = 100_000
+"""Decisions kept per portal; older ones are trimmed (approximately, as Redis streams do)."""
+OUTCOMES = ("changed", "would_change", "violation", "not_allowed", "error")
+SCAN_LIMIT = 20_000
+"""Most stream entries one query reads while filtering, so a rare filter cannot scan forever."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one rule decided about one entity of one task, and what came of it."""
+
+    rule: str
+    policy: str
+    mode: str
+    task_id: int
+    entity: str
+    before: Any
+    after: Any
+    outcome: str
+    cause: str
+    event_id: str | None = None
+    detail: str = ""
+    time: str = ""
+
+
+def record(redis: Redis | Pipeline, portal_id: str, decisions: list[Decision],
+           max_decisions: int = DEFAULT_AUDIT_MAX_DECISIONS) -> None:
+    """Append decisions to the portal's trail, trimming it to about ``max_decisions``."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    for decision in decisions:
+        data = asdict(decision) | {"time": decision.time or now, "detail": redact_text(decision.detail)}
+        redis.xadd(keys.audit(portal_id), {"d": json.dumps(data, default=str)},
+                   maxlen=max_decisions, approximate=True)
+
+
+def query(redis: Redis, portal_id: str, *, task: int | None = None, rule: str | None = None,
+          outcome: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Decisions newest first, filtered by task, rule and outcome."""
+    found: list[dict[str, Any]] = []
+    last = "+"
+    scanned = 0
+    while len(found) < limit and scanned < SCAN_LIMIT:
+        page = redis.xrevrange(keys.audit(portal_id), max=last, count=500)
+        rows = page[1:] if last != "+" else page  # max is inclusive: skip the entry we already saw
+        if not rows:
+            break
+        for _entry_id, fields in rows:
+            scanned += 1
+            decision = json.loads(fields[b"d"])
+            if _fits(decision, task, rule, outcome):
+                found.append(decision)
+                if len(found) == limit:
+                    break
+        last = page[-1][0].decode()
+    return found
+
+
+def _fits(decision: dict[str, Any], task: int | None, rule: str | None, outcome: str | None) -> bool:
+    return ((task is None or decision["task_id"] == task) and (rule is None or decision["rule"] == rule)
+            and (outcome is None or decision["outcome"] == outcome))

@@ -1,0 +1,95 @@
+"""The Bitrix24 client: budget, send, decode, retry — for single calls and batches.
+
+One ``Client`` per process and portal. Every HTTP request first takes one token from the shared
+budget (a batch of 50 commands costs one), and every answer is decoded into data or a typed error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from redis import Redis
+
+from bitrix.batch import BatchResult, Command, batch_params, chunks, parse_batch
+from bitrix.decode import Answer, decode_response
+from bitrix.errors import BitrixError, QueryLimitExceeded
+from bitrix.rate_limit import RequestBudget
+from bitrix.retry import backoff_seconds, should_retry
+from bitrix.transport import Transport
+from config.portal import Portal
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ClientStats:
+    """What this client spent: HTTP requests sent and seconds waited for the budget or backoff."""
+
+    requests: int = 0
+    budget_wait_seconds: float = 0.0
+    retries: int = 0
+
+
+class Client:
+    """Calls one portal's REST API through its inbound webhook."""
+
+    def __init__(self, portal: Portal, redis: Redis, transport: Transport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.portal = portal
+        self.stats = ClientStats()
+        self._transport = transport or Transport(portal)
+        self._budget = RequestBudget(redis, portal, sleep=sleep)
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"Client(portal={self.portal.id!r})"
+
+    def call(self, method: str, params: dict[str, Any] | list[Any] | None = None, *, v3: bool = False,
+             idempotency_key: str | None = None) -> Answer:
+        """Call one method; positional ``task.*`` methods take a list, in the manifest's order.
+
+        Raises:
+            BitrixError: after retries where retrying helps (see ``bitrix.retry``).
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            self.stats.budget_wait_seconds += self._budget.acquire()
+            self.stats.requests += 1
+            try:
+                raw = self._transport.send(method, params, v3=v3, idempotency_key=idempotency_key)
+                return decode_response(method, raw.status, raw.body, raw.replayed)
+            except BitrixError as error:
+                self._before_retry(error, attempt)
+
+    def run(self, command: Command) -> Any:
+        """Call one command and return just its result."""
+        return self.call(command.method, command.params).result
+
+    def batch(self, commands: Mapping[str, Command], halt: bool = False) -> BatchResult:
+        """Send any number of commands, 50 per HTTP request; per-command errors are returned, not raised."""
+        merged = BatchResult()
+        for part in chunks(commands):
+            answer = self.call("batch", batch_params(part, halt=halt))
+            merged.merge(parse_batch(part, answer.result))
+        return merged
+
+    def _before_retry(self, error: BitrixError, attempt: int) -> None:
+        """Re-raise ``error`` unless it is worth another attempt; then wait as the error asks."""
+        if not should_retry(error, attempt):
+            raise error
+        self.stats.retries += 1
+        if isinstance(error, QueryLimitExceeded):
+            self._budget.penalise()  # the next acquire() waits for the drain, in every process
+            log.warning("bitrix.query_limit", method=error.method, attempt=attempt)
+            return
+        delay = backoff_seconds(attempt)
+        log.warning("bitrix.retry", method=error.method, code=error.code, attempt=attempt, delay=round(delay, 2))
+        self._sleep(delay)
+
+    def close(self) -> None:
+        self._transport.close()

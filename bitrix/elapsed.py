@@ -1,0 +1,50 @@
+"""Time entries (``task.elapseditem.*``): positional commands and entries read off the wire.
+
+These old methods ignore parameter names and bind by position (reference 7.1), so every command is a
+list in the manifest's order, with empty placeholders where a later position is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bitrix.batch import Command
+from bitrix.normalize import as_int, as_str
+
+ENTRY_SELECT = ["ID", "TASK_ID", "USER_ID", "SECONDS", "COMMENT_TEXT", "CREATED_DATE"]
+
+
+@dataclass(frozen=True)
+class TimeEntry:
+    id: int
+    task_id: int
+    user_id: int
+    seconds: int
+    comment: str
+
+
+def entry_from_wire(data: dict[str, Any]) -> TimeEntry:
+    """One entry as returned by getlist/get (strings on current servers, ints accepted too)."""
+    return TimeEntry(id=as_int(data.get("ID")), task_id=as_int(data.get("TASK_ID")),
+                     user_id=as_int(data.get("USER_ID")), seconds=as_int(data.get("SECONDS")),
+                     comment=as_str(data.get("COMMENT_TEXT")))
+
+
+def entries_from_wire(result: Any) -> list[TimeEntry]:
+    rows = result.values() if isinstance(result, dict) else result or []
+    return [entry_from_wire(row) for row in rows if isinstance(row, dict)]
+
+
+def list_for_task(task_id: int) -> Command:
+    """All entries of one task: with a task id and no NAV_PARAMS the portal returns them all at once."""
+    return Command("task.elapseditem.getlist", [task_id, {"ID": "asc"}, {}, ENTRY_SELECT])
+
+
+def update(task_id: int, entry_id: int, seconds: int, comment: str) -> Command:
+    """Set an entry's seconds; COMMENT_TEXT is always sent since newer servers may wipe it otherwise."""
+    return Command("task.elapseditem.update", [task_id, entry_id, {"SECONDS": seconds, "COMMENT_TEXT": comment}])
+
+
+def delete(task_id: int, entry_id: int) -> Command:
+    return Command("task.elapseditem.delete", [task_id, entry_id])

@@ -1,0 +1,44 @@
+"""Tasks (``tasks.task.*``, classic): commands and the task as read off the wire (camelCase)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from bitrix.batch import Command
+from bitrix.normalize import as_datetime, as_int
+
+TASK_SELECT = ["ID", "TITLE", "STATUS", "GROUP_ID", "RESPONSIBLE_ID", "CREATED_BY", "CREATED_DATE",
+               "CHANGED_DATE", "DEADLINE", "CLOSED_DATE"]
+STATUS_COMPLETED = 5
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    status: int
+    group_id: int
+    responsible_id: int
+    created_by: int
+    created_date: dt.datetime | None = None
+    changed_date: dt.datetime | None = None
+    deadline: dt.datetime | None = None
+    userfields: dict[str, Any] = field(default_factory=dict)
+
+
+def get(task_id: int, userfields: tuple[str, ...] = ()) -> Command:
+    """Read one task; user fields come back only when named in ``select``."""
+    return Command("tasks.task.get", {"taskId": task_id, "select": [*TASK_SELECT, *userfields]})
+
+
+def task_from_wire(result: Any) -> Task | None:
+    """The task inside a ``tasks.task.get`` result, or None when the portal cannot see it (``[]``)."""
+    data = result.get("task") if isinstance(result, dict) else None
+    if not isinstance(data, dict):
+        return None
+    return Task(id=as_int(data.get("id")), status=as_int(data.get("status")),
+                group_id=as_int(data.get("groupId")), responsible_id=as_int(data.get("responsibleId")),
+                created_by=as_int(data.get("createdBy")), created_date=as_datetime(data.get("createdDate")),
+                changed_date=as_datetime(data.get("changedDate")), deadline=as_datetime(data.get("deadline")),
+                userfields={k: v for k, v in data.items() if k.startswith("uf")})

@@ -1,0 +1,1 @@
+"""Configuration: environment settings, the rules file, and the portal they describe."""

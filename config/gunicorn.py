@@ -1,0 +1,17 @@
+"""gunicorn settings for the web process: ``gunicorn -c config/gunicorn.py app:app``.
+
+Threads guard against slow clients and Redis hiccups; the control socket (new in gunicorn 27) is off
+because containers often have no writable HOME.
+"""
+
+import os
+
+bind = os.environ.get("TASKWARDEN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("WEB_THREADS", "4"))
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+accesslog = None  # the app logs one line per event itself, redacted
+control_socket_disable = True

@@ -1,0 +1,88 @@
+"""The portal Taskwarden serves: where to call it and how to recognise its events.
+
+Every Redis key, budget, lock and audit record is scoped by ``Portal.id`` so that one Taskwarden can
+later serve many portals; code deep inside receives a ``Portal`` rather than reading settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from config.settings import Settings
+
+_WEBHOOK_RE = re.compile(r"^(?P<base>https?://[^/\s]+/rest/)(?P<user>\d+)/(?P<secret>[^/\s]+)/?$")
+
+
+def split_webhook_url(url: str) -> tuple[str, int, str]:
+    """Split ``https://{portal}/rest/{user_id}/{secret}/`` into (rest base, user id, secret).
+
+    Raises:
+        ValueError: the URL has another shape; the message never repeats the URL (it holds a secret).
+    """
+    match = _WEBHOOK_RE.match(url.strip())
+    if match is None:
+        raise ValueError("must look like https://{portal}/rest/{user_id}/{secret}/")
+    return match["base"], int(match["user"]), match["secret"]
+
+
+@dataclass(frozen=True)
+class Portal:
+    """One Bitrix24 portal. Secrets are kept out of ``repr`` so they never reach a log line."""
+
+    id: str
+    rest_base: str
+    user_id: int
+    secret: str = field(repr=False)
+    application_token: str = field(repr=False)
+    member_id: str | None = None
+    rate: float = 2.0
+    burst: int = 50
+    operating_limit: float = 480.0
+
+    @property
+    def webhook_url(self) -> str:
+        """The classic inbound-webhook base, ``{base}{user}/{secret}/``."""
+        return f"{self.rest_base}{self.user_id}/{self.secret}/"
+
+    @property
+    def v3_url(self) -> str:
+        """The REST 3.0 base, ``{base}api/{user}/{secret}/``."""
+        return f"{self.rest_base}api/{self.user_id}/{self.secret}/"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be written anywhere (logs, errors, audit, metrics)."""
+        return (self.secret, self.application_token)
+
+
+def portal_from_settings(settings: Settings) -> Portal:
+    """The one portal of this deployment: the configured webhook, or else the sandbox portal."""
+    if settings.b24_webhook_url is not None and settings.b24_application_token is not None:
+        url = settings.b24_webhook_url.get_secret_value()
+        token = settings.b24_application_token.get_secret_value()
+        member_id = settings.b24_member_id
+    else:
+        url = f"{settings.sandbox_url.rstrip('/')}/rest/1/{settings.sandbox_secret.get_secret_value()}/"
+        token = settings.sandbox_application_token.get_secret_value()
+        member_id = settings.b24_member_id or settings.sandbox_member_id
+    base, user_id, secret = split_webhook_url(url)
+    return Portal(
+        id=_portal_id(base, member_id),
+        rest_base=base,
+        user_id=user_id,
+        secret=secret,
+        application_token=token,
+        member_id=member_id,
+        rate=settings.b24_rate_limit,
+        burst=settings.b24_rate_burst,
+        operating_limit=settings.b24_operating_limit,
+    )
+
+
+def _portal_id(rest_base: str, member_id: str | None) -> str:
+    # member_id survives domain renames; without it, a short hash of the portal's address.
+    if member_id:
+        return member_id
+    return hashlib.sha1(rest_base.encode(), usedforsecurity=False).hexdigest()[:12]

@@ -1,0 +1,214 @@
+"""The rules file (SPEC section 5): YAML loaded with ``safe_load`` and validated by pydantic models.
+
+Errors name the rule and the key (``rule 'cap-time-entries': params.max_seconds: ...``) so an
+administrator can fix the file without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from config.settings import ConfigError
+
+TASK_EVENTS = ("ONTASKADD", "ONTASKUPDATE")
+"""Task events a rule may subscribe to; Bitrix24 sends only the task id with them."""
+AVAILABLE_POLICIES = ("elapsed_cap",)
+PLANNED_POLICIES = ("deadline", "mandatory_userfields")
+DEFAULT_SWEEPS = {"entries": "* * * * *", "tasks": "*/15 * * * *", "full": "0 3 * * *"}
+
+
+class RulesError(ConfigError):
+    """A rules file that cannot be used; ``problems`` lists every finding, one per line."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"rules file {source}: " + "; ".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+IdList = list[PositiveInt]
+
+
+class Match(_Strict):
+    """Which tasks a rule applies to: AND of the keys given, OR within each list."""
+
+    group_id: IdList | None = None
+    responsible_id: IdList | None = None
+    created_by: IdList | None = None
+    status: list[int] | None = None
+
+    @field_validator("group_id", "responsible_id", "created_by", "status", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) else value
+
+
+class ElapsedCapParams(_Strict):
+    """Cap the seconds of every time entry of a task."""
+
+    max_seconds: PositiveInt
+    action: Literal["clamp", "delete"] = "clamp"
+    note: str = ""
+
+
+POLICY_PARAMS: dict[str, type[_Strict]] = {"elapsed_cap": ElapsedCapParams}
+
+
+class Rule(_Strict):
+    """One named rule: a policy, its parameters, and where and when it applies."""
+
+    name: str = Field(pattern=r"^[a-z0-9-]+$", max_length=64)
+    policy: str
+    mode: Literal["enforce", "audit"] = "enforce"
+    events: tuple[Literal["ONTASKADD", "ONTASKUPDATE"], ...] = TASK_EVENTS
+    match: Match = Match()
+    sweep: bool = True
+    params: Any = None
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        if value in PLANNED_POLICIES:
+            raise ValueError(f"policy '{value}' is not available yet (only: {', '.join(AVAILABLE_POLICIES)})")
+        if value not in POLICY_PARAMS:
+            raise ValueError(f"unknown policy '{value}' (known: {', '.join(AVAILABLE_POLICIES)})")
+        return value
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _upper_events(cls, value: Any) -> Any:
+        return [str(v).upper() for v in value] if isinstance(value, list) else value
+
+
+class Exemption(_Strict):
+    """Tasks left alone: every key given must fit (task ids, group ids, which rules, until when)."""
+
+    task_id: IdList | None = None
+    group_id: IdList | None = None
+    rules: list[str] | None = None
+    until: dt.date | None = None
+
+
+class Holidays(_Strict):
+    """Public holidays from the ``holidays`` package plus dates of the portal's own."""
+
+    country: str | None = None
+    subdivision: str | None = None
+    extra: list[dt.date] = []
+
+
+class RuleSet(_Strict):
+    """A validated rules file."""
+
+    timezone: str = "UTC"
+    holidays: Holidays = Holidays()
+    sweeps: dict[Literal["entries", "tasks", "full"], str] = DEFAULT_SWEEPS
+    exemptions: list[Exemption] = []
+    rules: list[Rule] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone '{value}'") from None
+        return value
+
+    @field_validator("sweeps", mode="before")
+    @classmethod
+    def _cron(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for name, expression in value.items():
+            if not isinstance(expression, str) or not croniter.is_valid(expression):
+                raise ValueError(f"sweeps.{name}: '{expression}' is not a cron expression")
+        return {**DEFAULT_SWEEPS, **value}
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def subscribed_events(self) -> frozenset[str]:
+        """Event names at least one rule listens to; anything else is answered ``ignored``."""
+        return frozenset(event for rule in self.rules for event in rule.events)
+
+    def params(self, rule: Rule) -> Any:
+        """The rule's parameters as their policy's model (validated at load)."""
+        return POLICY_PARAMS[rule.policy].model_validate(rule.params or {})
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    """Read and validate a rules file.
+
+    Raises:
+        RulesError: the file is missing, not YAML, or breaks the schema; every problem is listed.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(source, [f"cannot read: {exc.strerror}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RulesError(source, [f"not valid YAML: {exc}"]) from None
+    return parse_rules(raw if raw is not None else {}, source)
+
+
+def parse_rules(raw: Any, source: str = "<rules>") -> RuleSet:
+    """Validate already-parsed YAML; see :func:`load_rules`."""
+    if not isinstance(raw, dict):
+        raise RulesError(source, ["the top level must be a mapping"])
+    problems = _rule_problems(raw.get("rules"))
+    try:
+        ruleset = RuleSet.model_validate(raw)
+    except ValidationError as exc:
+        # Errors inside a rule were already reported by _rule_problems, with the rule's name.
+        problems += [_message(error["loc"], error["msg"]) for error in exc.errors()
+                     if len(error["loc"]) < 2 or error["loc"][0] != "rules"]
+        raise RulesError(source, problems) from None
+    if problems:
+        raise RulesError(source, problems)
+    return ruleset
+
+
+def _rule_problems(rules: Any) -> list[str]:
+    """Check each rule on its own so every message can name its rule."""
+    if not isinstance(rules, list):
+        return [] if rules is None else ["rules: must be a list"]
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(rules):
+        label = f"rule '{raw.get('name')}'" if isinstance(raw, dict) and raw.get("name") else f"rule #{index + 1}"
+        try:
+            rule = Rule.model_validate(raw)
+        except ValidationError as exc:
+            problems += [f"{label}: " + _message(e["loc"], e["msg"]) for e in exc.errors()]
+            continue
+        try:
+            POLICY_PARAMS[rule.policy].model_validate(rule.params or {})
+        except ValidationError as exc:
+            problems += [f"{label}: " + _message(("params", *e["loc"]), e["msg"]) for e in exc.errors()]
+        if rule.name in seen:
+            problems.append(f"{label}: name: duplicate rule name")
+        seen.add(rule.name)
+    return problems
+
+
+def _message(loc: tuple[Any, ...], msg: str) -> str:
+    text = "unknown key" if msg == "Extra inputs are not permitted" else msg.removeprefix("Value error, ")
+    path = ".".join(str(part) for part in loc)
+    return f"{path}: {text}" if path else text

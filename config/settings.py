@@ -1,0 +1,110 @@
+"""Environment settings (SPEC section 2), validated once at start.
+
+Every process (web, worker, scheduler, CLI) calls :func:`load_settings`; an invalid value stops it
+with one :class:`ConfigError` naming the variable, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_RULES_FILE = "config/rules.yaml"
+DEFAULT_RATE_LIMIT = 2.0
+"""Requests per second the portal's leaky bucket drains (most plans; Enterprise: 5)."""
+DEFAULT_RATE_BURST = 50
+"""Requests the portal's bucket holds before it answers QUERY_LIMIT_EXCEEDED (Enterprise: 250)."""
+DEFAULT_OPERATING_LIMIT_SECONDS = 480.0
+"""Seconds of execution per method per 10 minutes before OPERATION_TIME_LIMIT."""
+DEFAULT_SANDBOX_URL = "http://127.0.0.1:8700"
+DEFAULT_SANDBOX_SECRET = "sandbox-webhook-secret"  # noqa: S105 - the local simulation's, not a real one
+DEFAULT_SANDBOX_TOKEN = "sandbox-application-token"  # noqa: S105
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message names the variable or rules-file key."""
+
+
+class Settings(BaseSettings):
+    """Environment variables, names as in SPEC section 2 (case-insensitive, no prefix)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
+
+    redis_url: str = DEFAULT_REDIS_URL
+    b24_webhook_url: SecretStr | None = None
+    b24_application_token: SecretStr | None = None
+    b24_member_id: str | None = None
+    rules_file: str = DEFAULT_RULES_FILE
+    b24_rate_limit: float = Field(DEFAULT_RATE_LIMIT, gt=0)
+    b24_rate_burst: int = Field(DEFAULT_RATE_BURST, ge=1)
+    b24_operating_limit: float = Field(DEFAULT_OPERATING_LIMIT_SECONDS, gt=0)
+    taskwarden_dry_run: bool = False
+    spool_dir: str = "./var/spool"
+    taskwarden_admin_token: SecretStr | None = None
+    log_format: str = "json"
+    log_level: str = "INFO"
+    # Where the sandbox portal answers when no B24_WEBHOOK_URL is set (`make run` sets these).
+    sandbox_url: str = DEFAULT_SANDBOX_URL
+    sandbox_secret: SecretStr = SecretStr(DEFAULT_SANDBOX_SECRET)
+    sandbox_application_token: SecretStr = SecretStr(DEFAULT_SANDBOX_TOKEN)
+    sandbox_member_id: str | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("b24_webhook_url")
+    @classmethod
+    def _webhook_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        from config.portal import split_webhook_url
+
+        split_webhook_url(value.get_secret_value())  # raises ValueError without echoing the secret
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in ("json", "console"):
+            raise ValueError("must be json or console")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _token_with_webhook(self) -> Settings:
+        if self.b24_webhook_url is not None and not self.b24_application_token:
+            raise ValueError("B24_APPLICATION_TOKEN is required when B24_WEBHOOK_URL is set")
+        return self
+
+    @property
+    def uses_sandbox(self) -> bool:
+        """True when no real portal is configured and the sandbox portal stands in."""
+        return self.b24_webhook_url is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the environment (and `.env`), or raise one readable ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    messages = []
+    for error in exc.errors():
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        text = error["msg"].removeprefix("Value error, ")
+        messages.append(f"{name}: {text}" if name else text)
+    return "; ".join(messages)

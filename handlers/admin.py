@@ -1,0 +1,35 @@
+"""The admin API: ``GET /audit`` behind ``TASKWARDEN_ADMIN_TOKEN`` (absent token: 404, SPEC section 2)."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+
+import audit
+
+bp = Blueprint("admin", __name__)
+MAX_LIMIT = 1000
+
+
+@bp.before_request
+def require_admin_token() -> None:
+    token = current_app.extensions["taskwarden"].settings.taskwarden_admin_token
+    if token is None:
+        abort(404)
+    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(sent.encode(), token.get_secret_value().encode()):
+        abort(401)
+
+
+@bp.get("/audit")
+def audit_trail() -> tuple[Response, int]:
+    rt = current_app.extensions["taskwarden"]
+    try:
+        task = int(request.args["task"]) if request.args.get("task") else None
+        limit = min(int(request.args.get("limit", 100)), MAX_LIMIT)
+    except ValueError:
+        return jsonify(status="error", error="bad_request", message="task and limit must be integers"), 400
+    decisions = audit.query(rt.redis, rt.portal.id, task=task, rule=request.args.get("rule") or None,
+                            outcome=request.args.get("outcome") or None, limit=max(limit, 1))
+    return jsonify(decisions=decisions, count=len(decisions)), 200

@@ -1,0 +1,147 @@
+"""Event bodies to :class:`Event`: PHP-style form bodies exactly as Bitrix24 sends them, or JSON.
+
+Pure functions, no Flask. Limits keep hostile bodies cheap to refuse: a field count checked before
+splitting, a key length checked before parsing brackets, a nesting depth.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from handlers.errors import MalformedEvent, UnsupportedMediaType
+
+MAX_FIELDS = 200
+"""A real task event has about 15 fields; far more is not an event."""
+MAX_KEY_LENGTH = 200
+MAX_DEPTH = 6
+"""``data[FIELDS_AFTER][ID]`` is three levels; nothing Bitrix24 sends goes deeper than four."""
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+_KEY_RE = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_PART_RE = re.compile(r"\[([^\[\]]*)\]")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Bitrix24 outbound event, reduced to what intake needs. The token is kept out of ``repr``."""
+
+    name: str
+    task_id: int | None
+    ts: str = ""
+    handler_id: str = ""
+    member_id: str | None = None
+    application_token: str | None = field(default=None, repr=False)
+
+    @property
+    def event_id(self) -> str:
+        """Names the event in logs and the audit (not a dedup key: two changes in one second look alike)."""
+        return f"{self.name}:{self.task_id or '-'}:{self.ts or '-'}:{self.handler_id or '-'}"
+
+    @classmethod
+    def from_request(cls, content_type: str, body: bytes) -> Event:
+        """Parse a body of the given media type (without parameters such as ``charset``).
+
+        Raises:
+            UnsupportedMediaType: neither form nor JSON.
+            MalformedEvent: undecodable, over the limits, or without an event name.
+        """
+        if content_type == FORM:
+            payload = parse_form(body)
+        elif content_type == JSON:
+            payload = parse_json(body)
+        else:
+            raise UnsupportedMediaType(f"send {FORM} or {JSON}")
+        return event_from_payload(payload)
+
+
+def parse_form(body: bytes) -> dict[str, Any]:
+    """``a[b][c]=1&list[]=x`` to nested dicts and lists, as PHP would read it."""
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except UnicodeDecodeError:
+        raise MalformedEvent("body is not UTF-8") from None
+    except ValueError:
+        raise MalformedEvent(f"more than {MAX_FIELDS} fields") from None
+    tree: dict[str, Any] = {}
+    for key, value in pairs:
+        _insert(tree, _split_key(key), value)
+    return tree
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise MalformedEvent("body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise MalformedEvent("JSON body must be an object")
+    if _depth(payload) > MAX_DEPTH:
+        raise MalformedEvent(f"nested deeper than {MAX_DEPTH} levels")
+    return payload
+
+
+def event_from_payload(payload: dict[str, Any]) -> Event:
+    """Pick the event name, task id, ts, handler id and auth fields out of a decoded body."""
+    name = payload.get("event")
+    if not isinstance(name, str) or not name.strip():
+        raise MalformedEvent("no event name")
+    auth = payload.get("auth") if isinstance(payload.get("auth"), dict) else {}
+    return Event(name=name.strip().upper()[:64], task_id=_task_id(payload.get("data")),
+                 ts=_text(payload.get("ts")), handler_id=_text(payload.get("event_handler_id")),
+                 member_id=_text(auth.get("member_id")) or None,
+                 application_token=_text(auth.get("application_token")) or None)
+
+
+def _task_id(data: Any) -> int | None:
+    """``FIELDS_AFTER[ID]`` (or ``FIELDS_BEFORE[ID]``); either may be the literal string ``undefined``."""
+    if not isinstance(data, dict):
+        return None
+    for part in ("FIELDS_AFTER", "FIELDS_BEFORE"):
+        fields = data.get(part)
+        if isinstance(fields, dict):
+            raw = fields.get("ID")
+            if isinstance(raw, int | str) and str(raw).isascii() and str(raw).isdigit() and 0 < int(raw) < 2**31:
+                return int(raw)
+    return None
+
+
+def _split_key(key: str) -> list[str]:
+    if len(key) > MAX_KEY_LENGTH:
+        raise MalformedEvent(f"a key is longer than {MAX_KEY_LENGTH} characters")
+    match = _KEY_RE.match(key)
+    if match is None:
+        return [key]  # no valid bracket syntax: PHP keeps such a key flat too
+    parts = [match[1], *_PART_RE.findall(match[2])]
+    if len(parts) > MAX_DEPTH:
+        raise MalformedEvent(f"nested deeper than {MAX_DEPTH} levels")
+    return parts
+
+
+def _insert(tree: dict[str, Any], parts: list[str], value: str) -> None:
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part) if part else None
+        if not isinstance(child, dict):
+            child = {}
+            node[part or str(len(node))] = child
+        node = child
+    last = parts[-1]
+    node[last or str(len(node))] = value
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def _text(value: Any) -> str:
+    return value[:200] if isinstance(value, str) else str(value) if isinstance(value, int) else ""

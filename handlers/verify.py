@@ -1,0 +1,21 @@
+"""Is this event from our portal? Constant-time token compare, optional member_id check."""
+
+from __future__ import annotations
+
+import hmac
+
+from handlers.errors import Unauthorized
+
+
+def verify_token(received: str | None, expected: str) -> None:
+    """Raise :class:`Unauthorized` unless ``received`` equals ``expected`` (compared in constant time)."""
+    if not received:
+        raise Unauthorized("no auth[application_token]")
+    if not hmac.compare_digest(received.encode(), expected.encode()):
+        raise Unauthorized("wrong application token")
+
+
+def verify_member(received: str | None, expected: str | None) -> None:
+    """When a member_id is configured, refuse events from any other portal."""
+    if expected and not hmac.compare_digest((received or "").encode(), expected.encode()):
+        raise Unauthorized("event from another portal (member_id)")

@@ -1,0 +1,44 @@
+"""Every Redis key Taskwarden writes, and nothing else formats one.
+
+All keys start with ``taskwarden:{portal}:`` so that state is scoped per portal and a test run (or
+another deployment sharing the server) can be told apart by prefix. RQ's own keys (``rq:...``) are
+RQ's business.
+"""
+
+from __future__ import annotations
+
+PREFIX = "taskwarden"
+
+EVALUATION_QUEUE = "taskwarden-evaluations"
+"""RQ queue for per-task evaluations (fed by intake)."""
+SWEEP_QUEUE = "taskwarden-sweeps"
+"""RQ queue for sweeps, kept apart so a long sweep never delays event-driven work."""
+
+
+def _key(portal: str, *parts: object) -> str:
+    return ":".join((PREFIX, portal, *(str(part) for part in parts)))
+
+
+def pending(portal: str, task_id: int) -> str:
+    """Set while an evaluation of the task waits in the queue (coalescing, SPEC section 3)."""
+    return _key(portal, "pending", task_id)
+
+
+def task_lock(portal: str, task_id: int) -> str:
+    """Held while the task is evaluated: never two evaluations of one task at once."""
+    return _key(portal, "lock", "task", task_id)
+
+
+def budget(portal: str) -> str:
+    """The shared request budget's theoretical arrival time (GCRA, milliseconds)."""
+    return _key(portal, "budget")
+
+
+def v3_support(portal: str) -> str:
+    """Whether the portal has the REST 3.0 API (``1``/``0``), remembered after the first answer."""
+    return _key(portal, "v3")
+
+
+def audit(portal: str) -> str:
+    """The audit trail: a capped Redis stream of decisions, newest last."""
+    return _key(portal, "audit")

@@ -1,0 +1,92 @@
+"""The rules file: valid files load; every invalid one gets a message naming the rule and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.describe import describe_rule
+from config.rules import RulesError, load_rules, parse_rules
+
+CAP = {"name": "cap", "policy": "elapsed_cap", "params": {"max_seconds": 28800}}
+
+
+class TestValidFiles:
+    def test_shipped_rules_file(self) -> None:
+        """config/rules.yaml, which `make run` uses, is valid and subscribes to both task events."""
+        ruleset = load_rules(Path(__file__).parent.parent / "config" / "rules.yaml")
+        assert ruleset.subscribed_events == {"ONTASKADD", "ONTASKUPDATE"}
+        assert ruleset.params(ruleset.rules[0]).max_seconds == 28800
+
+    def test_defaults(self) -> None:
+        """Mode, events, sweep and action take the documented defaults."""
+        ruleset = parse_rules({"rules": [CAP]})
+        rule = ruleset.rules[0]
+        assert (rule.mode, rule.events, rule.sweep) == ("enforce", ("ONTASKADD", "ONTASKUPDATE"), True)
+        assert ruleset.params(rule).action == "clamp"
+        assert ruleset.timezone == "UTC" and ruleset.sweeps["tasks"] == "*/15 * * * *"
+
+    def test_match_accepts_a_single_value(self) -> None:
+        """``group_id: 12`` means ``[12]``."""
+        ruleset = parse_rules({"rules": [{**CAP, "match": {"group_id": 12, "status": [2, 3]}}]})
+        assert ruleset.rules[0].match.group_id == [12]
+
+
+class TestInvalidFiles:
+    @pytest.mark.parametrize(("raw", "expected"), [
+        ({"rules": [{**CAP, "params": {"max_seconds": 0}}]}, "rule 'cap': params.max_seconds: Input should be greater than 0"),
+        ({"rules": [{**CAP, "params": {}}]}, "rule 'cap': params.max_seconds: Field required"),
+        ({"rules": [{**CAP, "params": {"max_seconds": 1, "action": "shrink"}}]}, "rule 'cap': params.action:"),
+        ({"rules": [{**CAP, "params": {"max_seconds": 1, "colour": "red"}}]}, "rule 'cap': params.colour: unknown key"),
+        ({"rules": [{**CAP, "colour": "red"}]}, "rule 'cap': colour: unknown key"),
+        ({"rules": [{**CAP, "policy": "teleport"}]}, "rule 'cap': policy: unknown policy 'teleport'"),
+        ({"rules": [{**CAP, "policy": "deadline"}]}, "rule 'cap': policy: policy 'deadline' is not available yet"),
+        ({"rules": [{**CAP, "policy": "mandatory_userfields"}]}, "is not available yet"),
+        ({"rules": [{**CAP, "name": "Bad Name"}]}, "rule 'Bad Name': name: String should match pattern"),
+        ({"rules": [{**CAP, "mode": "maybe"}]}, "rule 'cap': mode:"),
+        ({"rules": [{**CAP, "events": ["ONTASKDELETE"]}]}, "rule 'cap': events.0:"),
+        ({"rules": [CAP, CAP]}, "rule 'cap': name: duplicate rule name"),
+        ({"rules": [{"policy": "elapsed_cap"}]}, "rule #1: name: Field required"),
+        ({"rules": [CAP], "timezone": "Mars/Olympus"}, "timezone: unknown IANA time zone 'Mars/Olympus'"),
+        ({"rules": [CAP], "sweeps": {"full": "every night"}}, "'every night' is not a cron expression"),
+        ({"rules": [CAP], "surprise": 1}, "surprise: unknown key"),
+        ({"rules": "cap"}, "rules: must be a list"),
+    ])
+    def test_table(self, raw: dict, expected: str) -> None:
+        """Each mistake is reported with the rule's name and the key's path."""
+        with pytest.raises(RulesError) as caught:
+            parse_rules(raw, "rules.yaml")
+        assert expected in str(caught.value)
+        assert str(caught.value).startswith("rules file rules.yaml: ")
+
+    def test_not_yaml(self, tmp_path: Path) -> None:
+        """A file that is not YAML is reported as such, with its path."""
+        path = tmp_path / "rules.yaml"
+        path.write_text("rules: [unclosed")
+        with pytest.raises(RulesError, match="not valid YAML"):
+            load_rules(path)
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A missing file names the file."""
+        with pytest.raises(RulesError, match="cannot read"):
+            load_rules(tmp_path / "absent.yaml")
+
+    def test_python_tags_refused(self, tmp_path: Path) -> None:
+        """safe_load refuses object-constructing tags instead of running them."""
+        path = tmp_path / "rules.yaml"
+        path.write_text("rules: !!python/object/apply:os.system ['true']")
+        with pytest.raises(RulesError, match="not valid YAML"):
+            load_rules(path)
+
+
+class TestDescribe:
+    def test_one_line_per_rule(self) -> None:
+        """The description says what the rule does, where, when and in which mode."""
+        ruleset = parse_rules({"rules": [{**CAP, "name": "cap-time-entries", "mode": "audit",
+                                          "match": {"group_id": [12]},
+                                          "params": {"max_seconds": 28800, "note": " (capped)"}}]})
+        line = describe_rule(ruleset, ruleset.rules[0])
+        assert line == ("cap-time-entries: time entries over 8h 0m are clamped to 8h 0m and '(capped)' appended "
+                        "to the comment, tasks with group 12, on ONTASKADD, ONTASKUPDATE, sweeps "
+                        "[audit only: records, changes nothing]")

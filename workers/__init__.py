@@ -1,0 +1,1 @@
+"""Workers: jobs, the evaluation of tasks against the rules, and the policies themselves."""

@@ -1,0 +1,89 @@
+"""RQ jobs. Each takes JSON-serialisable ids only (never a secret) and finds the rest in the runtime.
+
+Coalescing (SPEC section 3) works like a controller's work queue: intake sets ``pending`` and enqueues
+only when it was not set; the job takes the task's lock *first* and clears ``pending`` *then*, so an
+event while the job waits for the lock adds nothing, and one while it runs makes it run once more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+import structlog
+from redis.exceptions import LockError
+from rq import Queue, Retry
+from rq.job import Job
+
+import keys
+import runtime
+from workers.evaluation import Trigger, evaluate_tasks
+
+log = structlog.get_logger(__name__)
+
+EVALUATION_TIMEOUT_SECONDS = 120
+"""Longest one evaluation may run before RQ stops it (budget waits included)."""
+LOCK_TIMEOUT_SECONDS = EVALUATION_TIMEOUT_SECONDS + 30
+"""A task lock outlives its job's timeout, yet expires by itself if the worker is killed."""
+LOCK_WAIT_SECONDS = 10
+"""How long a job waits for the task's running evaluation before stepping back in the queue."""
+BUSY_RETRY_SECONDS = 5
+PENDING_TTL_SECONDS = 900
+"""Safety expiry of the pending mark, should its job vanish (e.g. Redis data lost)."""
+RETRY_INTERVALS_SECONDS = (10, 30, 90)
+"""Delays before RQ re-runs a failed evaluation (jittered per job)."""
+FAILURE_TTL_SECONDS = 7 * 86400
+RESULT_TTL_SECONDS = 3600
+
+
+def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str = "event",
+                       event_name: str | None = None, event_id: str | None = None,
+                       delay_seconds: float = 0, pipeline: Any = None) -> Job:
+    """Queue one evaluation of a task with our retry and TTL policy."""
+    options: dict[str, Any] = {
+        "kwargs": {"portal_id": portal_id, "task_id": task_id, "cause": cause, "event_name": event_name,
+                   "event_id": event_id},
+        "job_timeout": EVALUATION_TIMEOUT_SECONDS, "result_ttl": RESULT_TTL_SECONDS,
+        "failure_ttl": FAILURE_TTL_SECONDS, "retry": Retry(max=len(RETRY_INTERVALS_SECONDS), interval=_jittered()),
+        "meta": {"log_ctx": {"task_id": task_id, "event_id": event_id, "portal": portal_id}},
+        "description": f"evaluate task {task_id} ({cause})",
+    }
+    if delay_seconds:
+        return queue.enqueue_in(dt.timedelta(seconds=delay_seconds), evaluate_task, **options)
+    return queue.enqueue(evaluate_task, pipeline=pipeline, **options)
+
+
+def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name: str | None = None,
+                  event_id: str | None = None) -> dict[str, Any]:
+    """Evaluate one task under its lock; returns a small summary (kept as the job's result)."""
+    rt = runtime.current()
+    lock = rt.redis.lock(keys.task_lock(portal_id, task_id), timeout=LOCK_TIMEOUT_SECONDS,
+                         blocking_timeout=LOCK_WAIT_SECONDS)
+    if not lock.acquire():
+        # Another evaluation of this task runs long. Our pending mark stays set, so later events keep
+        # coalescing onto this evaluation, which steps back and tries again shortly.
+        enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name,
+                           event_id=event_id, delay_seconds=BUSY_RETRY_SECONDS)
+        log.info("evaluation.busy", task_id=task_id)
+        return {"status": "busy"}
+    try:
+        rt.redis.delete(keys.pending(portal_id, task_id))
+        decisions = evaluate_tasks(rt, [task_id], Trigger(cause, event_name, event_id))
+    finally:
+        _release(lock, task_id)
+    outcomes = [d.outcome for d in decisions]
+    log.info("evaluation.done", task_id=task_id, decisions=len(decisions),
+             changed=outcomes.count("changed"), requests=rt.client.stats.requests)
+    return {"status": "done", "decisions": len(decisions), "outcomes": outcomes}
+
+
+def _release(lock: Any, task_id: int) -> None:
+    try:
+        lock.release()
+    except LockError:  # it expired under a very slow evaluation; someone else may hold it now
+        log.warning("evaluation.lock_expired", task_id=task_id)
+
+
+def _jittered() -> list[int]:
+    return [max(1, round(seconds * random.uniform(0.8, 1.2))) for seconds in RETRY_INTERVALS_SECONDS]

@@ -1,0 +1,50 @@
+"""``elapsed_cap``: no time entry longer than ``max_seconds`` (SPEC section 5).
+
+``clamp`` sets the entry to the cap and keeps its comment, appending the note once; ``delete``
+removes it. Entries at or under the cap are never touched.
+"""
+
+from __future__ import annotations
+
+from bitrix import elapsed
+from config.rules import ElapsedCapParams
+from workers.state import Needs, Proposal, TaskState
+
+
+def needs(params: ElapsedCapParams) -> Needs:
+    return Needs(entries=True)
+
+
+def propose(params: ElapsedCapParams, state: TaskState) -> list[Proposal]:
+    return [_fix(params, entry) for entry in state.entries if entry.seconds > params.max_seconds]
+
+
+def _fix(params: ElapsedCapParams, entry: elapsed.TimeEntry) -> Proposal:
+    entity = f"entry:{entry.id}"
+    if params.action == "delete":
+        return Proposal(entity, entry.seconds, None, elapsed.delete(entry.task_id, entry.id))
+    comment = clamped_comment(entry.comment, params.note)
+    return Proposal(entity, entry.seconds, params.max_seconds,
+                    elapsed.update(entry.task_id, entry.id, params.max_seconds, comment))
+
+
+def clamped_comment(comment: str, note: str) -> str:
+    """The comment with ``note`` appended, unless it already ends with it (never twice)."""
+    if not note or comment.endswith(note):
+        return comment
+    return comment + note
+
+
+def describe(params: ElapsedCapParams) -> str:
+    cap = duration(params.max_seconds)
+    if params.action == "delete":
+        return f"time entries over {cap} are deleted"
+    note = f" and {params.note.strip()!r} appended to the comment" if params.note.strip() else ""
+    return f"time entries over {cap} are clamped to {cap}{note}"
+
+
+def duration(seconds: int) -> str:
+    """28800 -> ``8h 0m``; 90 -> ``0h 1m 30s``."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes}m" + (f" {secs}s" if secs else "")
