@@ -92,4 +92,5 @@ def configure_logging(log_format: str = "json", level: str = "INFO", secrets: It
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    logging.getLogger("urllib3").setLevel(max(root.level, logging.WARNING))  # per-connection chatter
 

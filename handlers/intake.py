@@ -24,7 +24,8 @@ MAX_BODY_BYTES = 64 * 1024
 """Real task events are well under 2 KiB; 64 KiB is the contract's limit (SPEC section 3)."""
 
 
-@bp.post("/bitrix24/events/", strict_slashes=False)
+@bp.post("/bitrix24/events")
+@bp.post("/bitrix24/events/")
 def receive_event() -> tuple[Response, int]:
     rt: Runtime = current_app.extensions["taskwarden"]
     event = Event.from_request(request.mimetype, _read_body())

@@ -113,7 +113,7 @@ def live_app(app: Flask) -> Iterator[str]:
     thread.join(timeout=5)
 
 
-def run_worker(app: Flask) -> None:
+def run_worker(app: Flask, max_jobs: int | None = None) -> None:
     """Run queued jobs in this process until the queues are empty (RQ's SimpleWorker, burst mode)."""
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
@@ -122,4 +122,4 @@ def run_worker(app: Flask) -> None:
 
     rt = app.extensions["taskwarden"]
     queues = [rt.queue(keys.EVALUATION_QUEUE), rt.queue(keys.SWEEP_QUEUE)]
-    SimpleWorker(queues, connection=rt.redis, serializer=JSONSerializer).work(burst=True)
+    SimpleWorker(queues, connection=rt.redis, serializer=JSONSerializer).work(burst=True, max_jobs=max_jobs)
