@@ -56,11 +56,11 @@ def query(redis: Redis, portal_id: str, *, task: int | None = None, rule: str | 
           outcome: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Decisions newest first, filtered by task, rule and outcome."""
     found: list[dict[str, Any]] = []
-    last = "+"
+    last: bytes | str = "+"
     scanned = 0
     while len(found) < limit and scanned < SCAN_LIMIT:
-        page = redis.xrevrange(keys.audit(portal_id), max=last, count=500)
-        rows = page[1:] if last != "+" else page  # max is inclusive: skip the entry we already saw
+        page: list[Any] = redis.xrevrange(keys.audit(portal_id), max=last, count=500) or []
+        rows = page[1:] if last != "+" else page  # max is inclusive: skip the entry already seen
         if not rows:
             break
         for _entry_id, fields in rows:
@@ -70,9 +70,8 @@ def query(redis: Redis, portal_id: str, *, task: int | None = None, rule: str | 
                 found.append(decision)
                 if len(found) == limit:
                     break
-        last = page[-1][0].decode()
+        last = page[-1][0]
     return found
-
 
 def _fits(decision: dict[str, Any], task: int | None, rule: str | None, outcome: str | None) -> bool:
     return ((task is None or decision["task_id"] == task) and (rule is None or decision["rule"] == rule)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bitrix.decode import error_from_envelope
-from bitrix.errors import BitrixError
 from bitrix.encode import command as encode_command
+from bitrix.errors import BitrixError
 
 MAX_COMMANDS = 50
 """The portal executes at most 50 commands per batch; the rest would fail one by one."""

@@ -15,3 +15,13 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = None  # the app logs one line per event itself, redacted
 control_socket_disable = True
+
+
+def on_starting(server: object) -> None:
+    """Route gunicorn's own lines through the same JSON renderer as the app's (and redact them)."""
+    from logging_setup import configure_logging
+
+    configure_logging(os.environ.get("LOG_FORMAT", "json"), os.environ.get("LOG_LEVEL", "INFO").upper())
+
+
+post_fork = lambda server, worker: on_starting(server)  # noqa: E731 - gunicorn wants a plain callable

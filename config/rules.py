@@ -71,7 +71,7 @@ class Rule(_Strict):
     name: str = Field(pattern=r"^[a-z0-9-]+$", max_length=64)
     policy: str
     mode: Literal["enforce", "audit"] = "enforce"
-    events: tuple[Literal["ONTASKADD", "ONTASKUPDATE"], ...] = TASK_EVENTS
+    events: tuple[Literal["ONTASKADD", "ONTASKUPDATE"], ...] = ("ONTASKADD", "ONTASKUPDATE")
     match: Match = Match()
     sweep: bool = True
     params: Any = None
@@ -113,7 +113,7 @@ class RuleSet(_Strict):
 
     timezone: str = "UTC"
     holidays: Holidays = Holidays()
-    sweeps: dict[Literal["entries", "tasks", "full"], str] = DEFAULT_SWEEPS
+    sweeps: dict[Literal["entries", "tasks", "full"], str] = DEFAULT_SWEEPS  # type: ignore[assignment]
     exemptions: list[Exemption] = []
     rules: list[Rule] = []
 

@@ -89,7 +89,8 @@ def event_from_payload(payload: dict[str, Any]) -> Event:
     name = payload.get("event")
     if not isinstance(name, str) or not name.strip():
         raise MalformedEvent("no event name")
-    auth = payload.get("auth") if isinstance(payload.get("auth"), dict) else {}
+    raw_auth = payload.get("auth")
+    auth: dict[str, Any] = raw_auth if isinstance(raw_auth, dict) else {}
     return Event(name=name.strip().upper()[:64], task_id=_task_id(payload.get("data")),
                  ts=_text(payload.get("ts")), handler_id=_text(payload.get("event_handler_id")),
                  member_id=_text(auth.get("member_id")) or None,

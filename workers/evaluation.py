@@ -116,9 +116,9 @@ def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger) -> tuple[list[Deci
     Returns the decisions and the transient write errors (5xx and the like inside the batch).
     """
     dry = rt.settings.taskwarden_dry_run
-    writes = {f"w{i}": plan.proposal.command for i, plan in enumerate(plans)
-              if plan.proposal.command is not None and plan.rule.mode == "enforce" and not dry}
-    answers = rt.client.batch(writes) if writes else BatchResult()  # type: ignore[arg-type]
+    writes: dict[str, Command] = {f"w{i}": plan.proposal.command for i, plan in enumerate(plans)
+                                  if plan.proposal.command is not None and plan.rule.mode == "enforce" and not dry}
+    answers = rt.client.batch(writes) if writes else BatchResult()
     decisions = [_decide(plan, f"w{i}" in writes, answers.errors.get(f"w{i}"), trigger, dry)
                  for i, plan in enumerate(plans)]
     return decisions, [error for error in answers.errors.values() if error.retryable]
