@@ -23,7 +23,7 @@ run: install
 demo: install
 	$(PY) scripts/run.py demo
 
-test: install
+test: install lint
 	$(PY) scripts/ensure_redis.py $(TEST_REDIS_URL) --detach
 	TASKWARDEN_TEST_REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
 

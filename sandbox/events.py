@@ -1,0 +1,129 @@
+"""Outbound events: ONTASKADD / ONTASKUPDATE posted form-encoded to the handler (reference §1.1-1.5).
+
+Delivery happens on a background thread, like the queue server that really sends them: the
+request that changed the task answers first. No retries, no dedup (§1.1). Each delivery is
+recorded so tests can see what was sent and what the handler answered.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+import requests
+
+from sandbox.config import SandboxConfig
+from sandbox.phpform import build_query
+
+SERVER_ENDPOINT = "https://oauth.bitrix.info/rest/"
+EVENT_HANDLER_ID = "1"
+DELIVERY_TIMEOUT_SECONDS = 10.0
+
+
+def event_data(event: str, task_id: int) -> dict[str, Any]:
+    """The `data` block exactly as `CTaskRestService::onEventFilter` builds it (§1.3)."""
+    undefined = "undefined"
+    ident = {"ID": str(task_id)}
+    if event == "ONTASKADD":
+        return {"FIELDS_BEFORE": undefined, "FIELDS_AFTER": ident,
+                "IS_ACCESSIBLE_BEFORE": "N", "IS_ACCESSIBLE_AFTER": undefined}
+    if event == "ONTASKDELETE":
+        return {"FIELDS_BEFORE": ident, "FIELDS_AFTER": undefined,
+                "IS_ACCESSIBLE_BEFORE": undefined, "IS_ACCESSIBLE_AFTER": "N"}
+    return {"FIELDS_BEFORE": ident, "FIELDS_AFTER": ident,
+            "IS_ACCESSIBLE_BEFORE": undefined, "IS_ACCESSIBLE_AFTER": undefined}
+
+
+def payload(event: str, task_id: int, config: SandboxConfig, client_endpoint: str) -> dict[str, Any]:
+    """The outgoing-webhook variant: `auth` carries no tokens (§1.5)."""
+    return {
+        "event": event,
+        "event_handler_id": EVENT_HANDLER_ID,
+        "data": event_data(event, task_id),
+        "ts": str(int(time.time())),
+        "auth": {
+            "domain": config.domain,
+            "client_endpoint": client_endpoint,
+            "server_endpoint": SERVER_ENDPOINT,
+            "member_id": config.member_id,
+            "application_token": config.application_token,
+        },
+    }
+
+
+class Outbox:
+    """Records every event and delivers it from one daemon thread, in order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[dict[str, Any]] = []
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._session = requests.Session()
+
+    def emit(self, event: str, task_id: int, config: SandboxConfig, client_endpoint: str) -> None:
+        """Queue one event; paused events and events without a handler are recorded, not sent."""
+        data = payload(event, task_id, config, client_endpoint)
+        body = build_query(data)
+        outcome = "pending"
+        if config.events_paused:
+            outcome = "dropped"
+        elif not config.handler_url:
+            outcome = "no_handler"
+        with self._lock:
+            record = {"seq": len(self._records) + 1, "at": time.time(), "event": event, "task_id": task_id,
+                      "handler_url": config.handler_url, "payload": data, "body": body,
+                      "outcome": outcome, "status": None, "error": None}
+            self._records.append(record)
+        if outcome == "pending":
+            self._start()
+            self._queue.put(record)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Copies of all records, oldest first."""
+        with self._lock:
+            return [dict(record) for record in self._records]
+
+    def clear(self) -> None:
+        """Forget all records and undelivered events (sandbox reset)."""
+        with self._lock:
+            self._records = []
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        """Stop the delivery thread after what is queued."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=DELIVERY_TIMEOUT_SECONDS + 1)
+            self._thread = None
+        self._session.close()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sandbox-events", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while (record := self._queue.get()) is not None:
+            self._deliver(record)
+
+    def _deliver(self, record: dict[str, Any]) -> None:
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "Bitrix24 Webhook Engine"}
+        try:
+            response = self._session.post(record["handler_url"], data=record["body"], headers=headers,
+                                          timeout=DELIVERY_TIMEOUT_SECONDS, allow_redirects=False)
+        except requests.RequestException as exc:
+            update: dict[str, Any] = {"outcome": "failed", "error": type(exc).__name__}
+        else:
+            ok = 200 <= response.status_code < 300
+            update = {"outcome": "delivered" if ok else "failed", "status": response.status_code}
+            response.close()
+        with self._lock:
+            record.update(update)

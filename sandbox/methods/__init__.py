@@ -1,0 +1,5 @@
+"""The simulated REST methods; importing this package fills the method tables in `sandbox.calls`."""
+
+from sandbox.methods import batch, elapsed, tasks_classic, tasks_v3, userfields
+
+__all__ = ["batch", "elapsed", "tasks_classic", "tasks_v3", "userfields"]

@@ -1,0 +1,88 @@
+"""Seed data: `demo` (small and readable) or N generated tasks (deterministic, for load tests).
+
+Seeds write straight into the store: no events, no request log, no budget.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from sandbox import dates, records, ufdefs
+from sandbox.store import Portal
+
+CAP_SECONDS = 28_800
+"""The default rules cap time entries at 8 h; the seeds put some entries above it."""
+
+
+def apply(portal: Portal, seed: Any) -> None:
+    """Load `seed`: "demo", an int (or digit string) N, or None/"" for an empty portal."""
+    if seed in (None, ""):
+        return
+    if seed == "demo":
+        demo(portal)
+        return
+    try:
+        count = int(seed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"seed must be 'demo', an integer or empty, not {seed!r}") from exc
+    generated(portal, count)
+
+
+def demo(portal: Portal) -> None:
+    """Five tasks that show each default rule at work; ids are stable (tasks 1-5, entries 1-6)."""
+    ufdefs.add_definition(portal, {"FIELD_NAME": "PROJECT_CODE", "USER_TYPE_ID": "string",
+                                   "LABEL": "Project code", "SORT": 100})
+    day = _midnight() - timedelta(days=3)
+    soon = day + timedelta(days=10, hours=18)
+    tasks: list[dict[str, Any]] = [
+        {"TITLE": "Prepare quarterly report", "DEADLINE": soon, "UF_PROJECT_CODE": "FIN-2026"},
+        {"TITLE": "Update onboarding checklist", "UF_PROJECT_CODE": "HR-7"},
+        {"TITLE": "Migrate mail server", "STATUS": 5, "DEADLINE": day + timedelta(days=1),
+         "UF_PROJECT_CODE": "IT-3"},
+        {"TITLE": "Plan team offsite", "DEADLINE": soon + timedelta(days=7), "UF_PROJECT_CODE": ""},
+        {"TITLE": "Fix login page", "STATUS": 3, "GROUP_ID": 7, "DEADLINE": soon, "UF_PROJECT_CODE": "WEB-1"},
+    ]
+    for offset, fields in enumerate(tasks):
+        created = day + timedelta(hours=9 + offset)
+        records.add_task(portal, {**fields, "CREATED_DATE": created}, emit=False)
+    for task_id, seconds, comment in ((1, 36_000, "client call"), (1, 3_600, "standup"), (2, 1_800, "draft"),
+                                      (3, 7_200, "migration"), (5, 28_800, "full day on the fix"),
+                                      (5, 900, "review")):
+        created = day + timedelta(days=1, hours=task_id)
+        records.add_entry(portal, task_id, {"SECONDS": seconds, "COMMENT_TEXT": comment, "CREATED_DATE": created})
+
+
+def generated(portal: Portal, count: int) -> None:
+    """`count` tasks with 0-6 entries each (about 3), ~10% of entries over the cap."""
+    rng = random.Random(count)
+    base = _midnight() - timedelta(days=60)
+    for task_id in range(1, count + 1):
+        created = base + timedelta(minutes=rng.randrange(60 * 24 * 59))
+        status = rng.choice((2, 2, 2, 3, 3, 4, 5, 6))
+        deadline = None if rng.random() < 0.3 else created + timedelta(days=rng.randrange(1, 30), hours=9)
+        portal.tasks[task_id] = {
+            "ID": task_id, "TITLE": f"Generated task {task_id}", "STATUS": status,
+            "GROUP_ID": rng.choice((0, 0, 3, 7, 12)), "RESPONSIBLE_ID": rng.choice((1, 1, 5, 7, 9)),
+            "CREATED_BY": 1, "CREATED_DATE": created, "CHANGED_DATE": created + timedelta(hours=1),
+            "DEADLINE": deadline, "CLOSED_DATE": created + timedelta(days=1) if status == 5 else None,
+        }
+        for _ in range(rng.randrange(7)):
+            over = rng.random() < 0.1
+            seconds = rng.randrange(CAP_SECONDS + 60, 3 * CAP_SECONDS) if over else rng.randrange(300, CAP_SECONDS)
+            _fast_entry(portal, task_id, seconds, created + timedelta(hours=rng.randrange(1, 200)))
+    portal.next_ids["task"] = count + 1
+
+
+def _fast_entry(portal: Portal, task_id: int, seconds: int, created: datetime) -> None:
+    entry_id = portal.new_id("entry")
+    portal.entries[entry_id] = {
+        "ID": entry_id, "TASK_ID": task_id, "USER_ID": 1, "COMMENT_TEXT": f"work on {task_id}",
+        "SECONDS": seconds, "SOURCE": 2, "CREATED_DATE": created, "DATE_START": created,
+        "DATE_STOP": created + timedelta(seconds=seconds),
+    }
+
+
+def _midnight() -> datetime:
+    return dates.now().replace(hour=0, minute=0, second=0)
