@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass
+
+__all__ = ["Decision", "asdict", "query", "record"]
 from typing import Any
 
 from redis import Redis

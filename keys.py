@@ -42,3 +42,8 @@ def v3_support(portal: str) -> str:
 def audit(portal: str) -> str:
     """The audit trail: a capped Redis stream of decisions, newest last."""
     return _key(portal, "audit")
+
+
+def report(portal: str, rule: str) -> str:
+    """Open (non-compliant) decisions of one rule, a hash keyed by task id."""
+    return _key(portal, "report", rule)

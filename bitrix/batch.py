@@ -16,10 +16,16 @@ MAX_COMMANDS = 50
 
 @dataclass(frozen=True)
 class Command:
-    """One method call, to be sent alone or inside a batch. ``params`` is a list for positional methods."""
+    """One method call, to be sent alone or inside a batch. ``params`` is a list for positional methods.
+
+    A REST 3.0 command (``v3=True``) cannot travel in a classic batch; ``fallback`` is the classic
+    command to use on a portal that has no v3 API.
+    """
 
     method: str
     params: dict[str, Any] | list[Any] | None = None
+    v3: bool = False
+    fallback: Command | None = None
 
 
 @dataclass

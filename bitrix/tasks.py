@@ -32,6 +32,23 @@ def get(task_id: int, userfields: tuple[str, ...] = ()) -> Command:
     return Command("tasks.task.get", {"taskId": task_id, "select": [*TASK_SELECT, *userfields]})
 
 
+def set_deadline(task_id: int, deadline_iso: str) -> Command:
+    """REST 3.0 deadline write; the classic form goes along as the fallback for portals without v3."""
+    return Command("tasks.task.update", {"id": task_id, "fields": {"deadline": deadline_iso}}, v3=True,
+                   fallback=set_fields(task_id, {"DEADLINE": deadline_iso}))
+
+
+def set_fields(task_id: int, fields: dict[str, Any]) -> Command:
+    """Classic update; field names UPPER_CASE (``DEADLINE``, ``UF_...``)."""
+    return Command("tasks.task.update", {"taskId": task_id, "fields": fields})
+
+
+def camel_case(name: str) -> str:
+    """How classic task methods print a field name: ``UF_PROJECT_CODE`` -> ``ufProjectCode``."""
+    head, *rest = name.lower().split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
 def task_from_wire(result: Any) -> Task | None:
     """The task inside a ``tasks.task.get`` result, or None when the portal cannot see it (``[]``)."""
     data = result.get("task") if isinstance(result, dict) else None

@@ -7,20 +7,21 @@ administrator can fix the file without reading a traceback.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 import yaml
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from config.settings import ConfigError
 
 TASK_EVENTS = ("ONTASKADD", "ONTASKUPDATE")
 """Task events a rule may subscribe to; Bitrix24 sends only the task id with them."""
-AVAILABLE_POLICIES = ("elapsed_cap",)
-PLANNED_POLICIES = ("deadline", "mandatory_userfields")
+AVAILABLE_POLICIES = ("elapsed_cap", "deadline", "mandatory_userfields")
 DEFAULT_SWEEPS = {"entries": "* * * * *", "tasks": "*/15 * * * *", "full": "0 3 * * *"}
 
 
@@ -62,7 +63,80 @@ class ElapsedCapParams(_Strict):
     note: str = ""
 
 
-POLICY_PARAMS: dict[str, type[_Strict]] = {"elapsed_cap": ElapsedCapParams}
+class SetIfMissing(_Strict):
+    """A deadline for tasks without one: N working days (at a time of day) or N hours after creation."""
+
+    workdays: PositiveInt | None = None
+    hours: PositiveInt | None = None
+    at: dt.time | None = None
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> SetIfMissing:
+        if (self.workdays is None) == (self.hours is None):
+            raise ValueError("give exactly one of workdays or hours")
+        if self.at is not None and self.hours is not None:
+            raise ValueError("at applies to workdays only")
+        return self
+
+
+class MaxAhead(_Strict):
+    """The latest deadline allowed: creation + N working days or N calendar days."""
+
+    workdays: PositiveInt | None = None
+    days: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> MaxAhead:
+        if (self.workdays is None) == (self.days is None):
+            raise ValueError("give exactly one of workdays or days")
+        return self
+
+
+class DeadlineParams(_Strict):
+    """Set a missing deadline and/or clamp one that lies too far ahead."""
+
+    set_if_missing: SetIfMissing | None = None
+    max_ahead: MaxAhead | None = None
+    skip_closed: bool = True
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> DeadlineParams:
+        if self.set_if_missing is None and self.max_ahead is None:
+            raise ValueError("give set_if_missing, max_ahead or both")
+        return self
+
+
+class FieldRule(_Strict):
+    """One mandatory field; ``default`` (any value, including null) is written into empty ones when given."""
+
+    default: Any = None
+
+    @property
+    def has_default(self) -> bool:
+        return "default" in self.model_fields_set
+
+
+class MandatoryUserfieldsParams(_Strict):
+    """Task custom fields that must not stay empty, and optionally their definitions made mandatory."""
+
+    fields: dict[str, FieldRule] = Field(min_length=1)
+    enforce_definition: bool = False
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name in value:
+                if not isinstance(name, str) or not _UF_NAME.match(name):
+                    raise ValueError(f"'{name}' is not a task field name (UF_ followed by A-Z, 0-9, _)")
+            return {name: spec if spec is not None else {} for name, spec in value.items()}
+        return value
+
+
+_UF_NAME = re.compile(r"^UF_[A-Z0-9_]{1,50}$")
+
+POLICY_PARAMS: dict[str, type[_Strict]] = {"elapsed_cap": ElapsedCapParams, "deadline": DeadlineParams,
+                                           "mandatory_userfields": MandatoryUserfieldsParams}
 
 
 class Rule(_Strict):
@@ -79,8 +153,6 @@ class Rule(_Strict):
     @field_validator("policy")
     @classmethod
     def _known_policy(cls, value: str) -> str:
-        if value in PLANNED_POLICIES:
-            raise ValueError(f"policy '{value}' is not available yet (only: {', '.join(AVAILABLE_POLICIES)})")
         if value not in POLICY_PARAMS:
             raise ValueError(f"unknown policy '{value}' (known: {', '.join(AVAILABLE_POLICIES)})")
         return value
@@ -106,6 +178,18 @@ class Holidays(_Strict):
     country: str | None = None
     subdivision: str | None = None
     extra: list[dt.date] = []
+
+    @model_validator(mode="after")
+    def _known_calendar(self) -> Holidays:
+        supported = holidays.list_supported_countries()
+        if self.country is not None and self.country not in supported:
+            raise ValueError(f"unknown holiday country '{self.country}'")
+        if self.subdivision is not None:
+            if self.country is None:
+                raise ValueError("subdivision needs a country")
+            if self.subdivision not in supported[self.country]:
+                raise ValueError(f"unknown subdivision '{self.subdivision}' for country '{self.country}'")
+        return self
 
 
 class RuleSet(_Strict):

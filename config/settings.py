@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     b24_rate_burst: int = Field(DEFAULT_RATE_BURST, ge=1)
     b24_operating_limit: float = Field(DEFAULT_OPERATING_LIMIT_SECONDS, gt=0)
     taskwarden_dry_run: bool = False
+    taskwarden_audit_max_decisions: int = Field(100_000, ge=100)
     spool_dir: str = "./var/spool"
     taskwarden_admin_token: SecretStr | None = None
     log_format: str = "json"

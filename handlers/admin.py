@@ -1,4 +1,7 @@
-"""The admin API: ``GET /audit`` behind ``TASKWARDEN_ADMIN_TOKEN`` (absent token: 404, SPEC section 2)."""
+"""The admin API: ``GET /audit`` and ``GET /report``, behind ``TASKWARDEN_ADMIN_TOKEN``.
+
+Without a configured token both answer 404 (SPEC section 2).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import hmac
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 import audit
+import report
 
 bp = Blueprint("admin", __name__)
 MAX_LIMIT = 1000
@@ -33,3 +37,13 @@ def audit_trail() -> tuple[Response, int]:
     decisions = audit.query(rt.redis, rt.portal.id, task=task, rule=request.args.get("rule") or None,
                             outcome=request.args.get("outcome") or None, limit=max(limit, 1))
     return jsonify(decisions=decisions, count=len(decisions)), 200
+
+
+@bp.get("/report")
+def compliance_report() -> tuple[Response, int]:
+    rt = current_app.extensions["taskwarden"]
+    try:
+        limit = min(int(request.args.get("limit", report.DEFAULT_TASKS_PER_RULE)), MAX_LIMIT)
+    except ValueError:
+        return jsonify(status="error", error="bad_request", message="limit must be an integer"), 400
+    return jsonify(report.build(rt.redis, rt.portal.id, rt.rules.rules, limit=max(limit, 1))), 200

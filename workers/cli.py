@@ -7,6 +7,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 import audit
+import report
 
 
 @click.command("worker")
@@ -32,8 +33,37 @@ def audit_command(task: int | None, rule: str | None, outcome: str | None, limit
     click.echo(format_table(rows))
 
 
-def format_table(rows: list[dict]) -> str:
-    columns = ("time", "rule", "task_id", "entity", "before", "after", "outcome", "cause")
+@click.command("report")
+@click.option("--limit", type=int, default=20, show_default=True, help="Tasks listed per rule.")
+@with_appcontext
+def report_command(limit: int) -> None:
+    """Print, per rule, the tasks currently out of compliance."""
+    rt = current_app.extensions["taskwarden"]
+    for item in report.build(rt.redis, rt.portal.id, rt.rules.rules, limit=limit)["rules"]:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(item["by_outcome"].items())) or "nothing open"
+        click.echo(f"{item['rule']} ({item['policy']}, {item['mode']}): {item['open_tasks']} task(s) open; {counts}")
+        rows = [d for task in item["tasks"] for d in task["decisions"]]
+        if rows:
+            click.echo(format_table(rows, columns=("task_id", "entity", "before", "after", "outcome", "time")))
+
+
+@click.command("reconcile")
+@click.option("--rule", "rule_name", help="Only this rule.")
+@click.option("--dry-run", is_flag=True, help="Change nothing; record would_change decisions.")
+@with_appcontext
+def reconcile_command(rule_name: str | None, dry_run: bool) -> None:
+    """Check the mandatory field definitions now (sweeps of tasks and entries come with the scheduler)."""
+    from workers.definitions import enforce_definitions
+
+    rt = current_app.extensions["taskwarden"]
+    if rule_name and rule_name not in {rule.name for rule in rt.rules.rules}:
+        raise click.BadParameter(f"no rule named {rule_name!r}", param_hint="--rule")
+    decisions = enforce_definitions(rt, cause="cli", rule_name=rule_name, dry_run=dry_run)
+    click.echo(format_table([audit.asdict(d) for d in decisions]) if decisions else "definitions: nothing to change")
+
+
+def format_table(rows: list[dict], columns: tuple[str, ...] = ("time", "rule", "task_id", "entity", "before",
+                                                                 "after", "outcome", "cause")) -> str:
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
@@ -49,3 +79,5 @@ def _cell(value: object) -> str:
 def init_app(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(audit_command)
+    app.cli.add_command(report_command)
+    app.cli.add_command(reconcile_command)

@@ -13,21 +13,20 @@ from dataclasses import dataclass
 import structlog
 
 import audit
+import report
 from audit import Decision
 from bitrix import elapsed, tasks
-from bitrix.batch import BatchResult, Command
+from bitrix.batch import Command
 from bitrix.errors import AccessDenied, AuthError, BitrixError
 from config.rules import Rule, RuleSet
 from runtime import Runtime
+from workers.calendar import calendar_for
 from workers.policies import policy
 from workers.scope import applies
-from workers.state import Needs, Proposal, TaskState
+from workers.state import Needs, PolicyContext, Proposal, TaskState
+from workers.writes import idempotency_key, send_writes
 
 log = structlog.get_logger(__name__)
-
-TASKS_PER_READ_BATCH = 25
-"""Each task costs two read commands (the task, its time entries); a batch carries 50."""
-
 
 @dataclass(frozen=True)
 class Trigger:
@@ -42,6 +41,7 @@ class Trigger:
 class _Plan:
     rule: Rule
     task_id: int
+    changed: dt.datetime | None
     proposal: Proposal
 
 
@@ -52,11 +52,14 @@ class RetryableEvaluationError(Exception):
 def evaluate_tasks(rt: Runtime, task_ids: list[int], trigger: Trigger) -> list[Decision]:
     """Evaluate ``task_ids`` once; returns (and audits) every decision made."""
     states, decisions = read_states(rt, task_ids, needs_of(rt.rules), trigger)
+    ctx = policy_context(rt.rules)
     today = dt.datetime.now(rt.rules.tz).date()
-    plans = [plan for state in states for plan in _plan(rt.rules, state, trigger, today)]
+    plans = [plan for state in states for plan in _plan(rt.rules, state, trigger, today, ctx)]
     applied, transient = _apply(rt, plans, trigger)
     decisions += applied
-    audit.record(rt.redis, rt.portal.id, decisions)
+    audit.record(rt.redis, rt.portal.id, decisions, rt.settings.taskwarden_audit_max_decisions)
+    report.update(rt.redis, rt.portal.id, [rule.name for rule in rt.rules.rules],
+                  [state.task.id for state in states], decisions)
     if transient:  # what did happen is recorded; the retry reads again and finishes the rest
         raise RetryableEvaluationError(str(transient[0]))
     return decisions
@@ -68,6 +71,11 @@ def needs_of(ruleset: RuleSet) -> Needs:
     for rule in ruleset.rules:
         needs = needs | policy(rule.policy).needs(ruleset.params(rule))
     return needs
+
+
+def policy_context(ruleset: RuleSet) -> PolicyContext:
+    days = ruleset.holidays
+    return PolicyContext(calendar_for(ruleset.timezone, days.country, days.subdivision, days.extra))
 
 
 def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
@@ -84,7 +92,7 @@ def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
     for task_id in task_ids:
         error = answers.errors.get(f"t{task_id}") or answers.errors.get(f"e{task_id}")
         if error is not None:
-            failures.append(_read_failure(rt, task_id, error, trigger))
+            failures.append(_read_failure(task_id, error, trigger))
             continue
         task = tasks.task_from_wire(answers.results.get(f"t{task_id}"))
         if task is None:
@@ -94,7 +102,7 @@ def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
     return states, failures
 
 
-def _read_failure(rt: Runtime, task_id: int, error: BitrixError, trigger: Trigger) -> Decision:
+def _read_failure(task_id: int, error: BitrixError, trigger: Trigger) -> Decision:
     if error.retryable:
         raise RetryableEvaluationError(str(error)) from error
     log.warning("evaluation.read_failed", task_id=task_id, code=error.code)
@@ -103,25 +111,28 @@ def _read_failure(rt: Runtime, task_id: int, error: BitrixError, trigger: Trigge
                     detail=str(error))
 
 
-def _plan(ruleset: RuleSet, state: TaskState, trigger: Trigger, today: dt.date) -> list[_Plan]:
-    return [_Plan(rule, state.task.id, proposal)
+def _plan(ruleset: RuleSet, state: TaskState, trigger: Trigger, today: dt.date, ctx: PolicyContext) -> list[_Plan]:
+    return [_Plan(rule, state.task.id, state.task.changed_date, proposal)
             for rule in ruleset.rules
             if applies(ruleset, rule, state.task, event_name=trigger.event_name, today=today)
-            for proposal in policy(rule.policy).propose(ruleset.params(rule), state)]
+            for proposal in policy(rule.policy).propose(ruleset.params(rule), state, ctx)]
 
 
 def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger) -> tuple[list[Decision], list[BitrixError]]:
-    """Write the enforce-mode changes in shared batches; audit mode and dry run only record them.
+    """Write the enforce-mode changes; audit mode and dry run only record them.
 
-    Returns the decisions and the transient write errors (5xx and the like inside the batch).
+    Returns the decisions and the transient write errors (5xx and the like), which fail the job.
     """
     dry = rt.settings.taskwarden_dry_run
-    writes: dict[str, Command] = {f"w{i}": plan.proposal.command for i, plan in enumerate(plans)
-                                  if plan.proposal.command is not None and plan.rule.mode == "enforce" and not dry}
-    answers = rt.client.batch(writes) if writes else BatchResult()
-    decisions = [_decide(plan, f"w{i}" in writes, answers.errors.get(f"w{i}"), trigger, dry)
-                 for i, plan in enumerate(plans)]
-    return decisions, [error for error in answers.errors.values() if error.retryable]
+    writes: dict[str, tuple[Command, str | None]] = {}
+    for i, plan in enumerate(plans):
+        command = plan.proposal.command
+        if command is not None and plan.rule.mode == "enforce" and not dry:
+            key = idempotency_key(plan.rule.name, plan.task_id, plan.proposal.after, plan.changed)
+            writes[f"w{i}"] = (command, key if command.v3 else None)
+    errors = send_writes(rt, writes) if writes else {}
+    decisions = [_decide(plan, f"w{i}" in writes, errors.get(f"w{i}"), trigger, dry) for i, plan in enumerate(plans)]
+    return decisions, [error for error in errors.values() if error.retryable]
 
 
 def _decide(plan: _Plan, written: bool, error: BitrixError | None, trigger: Trigger, dry: bool) -> Decision:
@@ -134,10 +145,9 @@ def _decide(plan: _Plan, written: bool, error: BitrixError | None, trigger: Trig
         outcome = _failure_outcome(error)
     else:
         outcome = "changed"
-    mode = "audit" if dry else plan.rule.mode
-    decision = Decision(rule=plan.rule.name, policy=plan.rule.policy, mode=mode, task_id=plan.task_id,
-                        entity=proposal.entity, before=proposal.before, after=proposal.after, outcome=outcome,
-                        cause=trigger.cause, event_id=trigger.event_id,
+    decision = Decision(rule=plan.rule.name, policy=plan.rule.policy, mode="audit" if dry else plan.rule.mode,
+                        task_id=plan.task_id, entity=proposal.entity, before=proposal.before, after=proposal.after,
+                        outcome=outcome, cause=trigger.cause, event_id=trigger.event_id,
                         detail=str(error) if error is not None else proposal.detail)
     log.info(f"policy.{plan.rule.policy}.{outcome}", rule=plan.rule.name, task_id=plan.task_id,
              entity=proposal.entity, before=proposal.before, after=proposal.after)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bitrix.batch import Command
 from bitrix.elapsed import TimeEntry
 from bitrix.tasks import Task
+
+if TYPE_CHECKING:
+    from workers.calendar import WorkCalendar
 
 
 @dataclass(frozen=True)
@@ -36,3 +40,10 @@ class Proposal:
     after: object
     command: Command | None
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What policies may know beyond the task: the rules file's calendar."""
+
+    calendar: WorkCalendar

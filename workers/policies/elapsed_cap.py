@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from bitrix import elapsed
 from config.rules import ElapsedCapParams
-from workers.state import Needs, Proposal, TaskState
+from workers.state import Needs, PolicyContext, Proposal, TaskState
 
 
 def needs(params: ElapsedCapParams) -> Needs:
     return Needs(entries=True)
 
 
-def propose(params: ElapsedCapParams, state: TaskState) -> list[Proposal]:
+def propose(params: ElapsedCapParams, state: TaskState, ctx: PolicyContext | None = None) -> list[Proposal]:
     return [_fix(params, entry) for entry in state.entries if entry.seconds > params.max_seconds]
 
 

@@ -1,0 +1,65 @@
+"""The compliance report (SPEC section 7): per rule, the tasks currently out of compliance.
+
+Kept current by every evaluation rather than computed from the audit: for each rule and each task
+evaluated, the open decisions (anything but ``changed``) replace what was there, and a compliant task
+is removed. So the report answers "what is wrong now", bounded by the number of tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any
+
+from redis import Redis
+
+import keys
+from audit import Decision
+
+OPEN_OUTCOMES = ("would_change", "violation", "not_allowed", "error")
+DEFAULT_TASKS_PER_RULE = 100
+COUNT_CAP = 10_000
+"""Most report entries read per rule to count outcomes, so a huge backlog stays cheap to show."""
+
+
+def update(redis: Redis, portal_id: str, rule_names: Iterable[str], task_ids: Iterable[int],
+           decisions: list[Decision]) -> None:
+    """Replace the report entries of these rules for these tasks with the open decisions among ``decisions``."""
+    open_by: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for decision in decisions:
+        if decision.outcome in OPEN_OUTCOMES:
+            open_by.setdefault((decision.rule, decision.task_id), []).append(asdict(decision))
+    pipe = redis.pipeline(transaction=False)
+    for rule in rule_names:
+        for task_id in task_ids:
+            found = open_by.get((rule, task_id))
+            if found:
+                pipe.hset(keys.report(portal_id, rule), str(task_id), json.dumps(found, default=str))
+            else:
+                pipe.hdel(keys.report(portal_id, rule), str(task_id))
+    pipe.execute()
+
+
+def build(redis: Redis, portal_id: str, rules: Iterable[Any], limit: int = DEFAULT_TASKS_PER_RULE) -> dict[str, Any]:
+    """Per rule: how many tasks are out of compliance, by outcome, and up to ``limit`` of them.
+
+    ``by_outcome`` counts decisions over at most ``COUNT_CAP`` tasks; ``open_tasks`` is exact.
+    """
+    out = []
+    for rule in rules:
+        key = keys.report(portal_id, rule.name)
+        tasks: list[dict[str, Any]] = []
+        outcomes: Counter[str] = Counter()
+        for seen, (field, raw) in enumerate(redis.hscan_iter(key, count=200)):
+            if seen >= COUNT_CAP:
+                break
+            decisions = json.loads(raw)
+            outcomes.update(d["outcome"] for d in decisions)
+            if len(tasks) < limit:
+                tasks.append({"task_id": int(field), "decisions": decisions})
+        tasks.sort(key=lambda item: item["task_id"])
+        out.append({"rule": rule.name, "policy": rule.policy, "mode": rule.mode, "open_tasks": redis.hlen(key),
+                    "by_outcome": dict(outcomes), "tasks": tasks})
+    return {"rules": out, "limit": limit}
