@@ -20,7 +20,7 @@ import keys
 from logging_setup import redact_text
 
 DEFAULT_AUDIT_MAX_DECISIONS = 100_000
-"""Decisions kept per portal; older ones are trimmed (approximately, as Redis streams do)."""
+"""Decisions kept per portal (TASKWARDEN_AUDIT_MAX_DECISIONS); the oldest are trimmed."""
 OUTCOMES = ("changed", "would_change", "violation", "not_allowed", "error")
 SCAN_LIMIT = 20_000
 """Most stream entries one query reads while filtering, so a rare filter cannot scan forever."""
@@ -51,7 +51,7 @@ def record(redis: Redis | Pipeline, portal_id: str, decisions: list[Decision],
     for decision in decisions:
         data = asdict(decision) | {"time": decision.time or now, "detail": redact_text(decision.detail)}
         redis.xadd(keys.audit(portal_id), {"d": json.dumps(data, default=str)},
-                   maxlen=max_decisions, approximate=True)
+                   maxlen=max_decisions, approximate=False)
 
 
 def query(redis: Redis, portal_id: str, *, task: int | None = None, rule: str | None = None,

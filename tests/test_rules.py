@@ -104,3 +104,17 @@ class TestDescribe:
         assert line == ("cap-time-entries: time entries over 8h 0m are clamped to 8h 0m and '(capped)' appended "
                         "to the comment, tasks with group 12, on ONTASKADD, ONTASKUPDATE, sweeps "
                         "[audit only: records, changes nothing]")
+
+    def test_other_policies(self) -> None:
+        """deadline and mandatory_userfields rules get their own plain descriptions."""
+        ruleset = parse_rules({"rules": [
+            {"name": "dl", "policy": "deadline", "params": {"set_if_missing": {"workdays": 2, "at": "18:00"},
+                                                             "max_ahead": {"days": 30}}},
+            {"name": "uf", "policy": "mandatory_userfields", "sweep": False,
+             "params": {"fields": {"UF_A": {"default": "x"}, "UF_B": None}, "enforce_definition": True}}]})
+        dl, uf = (describe_rule(ruleset, rule) for rule in ruleset.rules)
+        assert dl == ("dl: tasks without a deadline get one 2 working day(s) after creation at 18:00; deadlines more "
+                      "than 30 day(s) after creation are moved back to that limit; completed tasks are left alone, "
+                      "on ONTASKADD, ONTASKUPDATE, sweeps [enforce]")
+        assert uf == ("uf: empty fields are filled: UF_A (default 'x'), UF_B (reported when empty); their definitions "
+                      "are made mandatory, on ONTASKADD, ONTASKUPDATE [enforce]")
