@@ -42,6 +42,7 @@ class Decision:
     event_id: str | None = None
     detail: str = ""
     time: str = ""
+    missed_by_events: bool = False
 
 
 def record(redis: Redis | Pipeline, portal_id: str, decisions: list[Decision],

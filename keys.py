@@ -47,3 +47,33 @@ def audit(portal: str) -> str:
 def report(portal: str, rule: str) -> str:
     """Open (non-compliant) decisions of one rule, a hash keyed by task id."""
     return _key(portal, "report", rule)
+
+
+def sweep_lock(portal: str, kind: str) -> str:
+    """Held while a sweep of this kind runs: two sweeps of one kind never run at once."""
+    return _key(portal, "lock", "sweep", kind)
+
+
+def cursor(portal: str, kind: str) -> str:
+    """Where the next sweep of this kind starts (a hash; advanced only when a sweep completes)."""
+    return _key(portal, "cursor", kind)
+
+
+def sweeps_completed(portal: str) -> str:
+    """When each kind of sweep last completed (a hash: kind -> Unix seconds)."""
+    return _key(portal, "sweeps", "completed")
+
+
+def missed_by_events(portal: str) -> str:
+    """Changes first made by a sweep that events should have triggered (a hash: rule -> count)."""
+    return _key(portal, "missed_by_events")
+
+
+def schedule_last(portal: str, kind: str) -> str:
+    """The latest schedule slot (Unix seconds) enqueued for this kind of sweep."""
+    return _key(portal, "schedule", kind, "last")
+
+
+def schedule_slot(portal: str, kind: str, slot: int) -> str:
+    """Claimed by the one scheduler process that enqueues this slot."""
+    return _key(portal, "schedule", kind, slot)

@@ -52,8 +52,11 @@ def camel_case(name: str) -> str:
 def task_from_wire(result: Any) -> Task | None:
     """The task inside a ``tasks.task.get`` result, or None when the portal cannot see it (``[]``)."""
     data = result.get("task") if isinstance(result, dict) else None
-    if not isinstance(data, dict):
-        return None
+    return task_from_row(data) if isinstance(data, dict) else None
+
+
+def task_from_row(data: dict[str, Any]) -> Task:
+    """One task object as ``tasks.task.get`` and ``tasks.task.list`` print it (camelCase, strings)."""
     return Task(id=as_int(data.get("id")), status=as_int(data.get("status")),
                 group_id=as_int(data.get("groupId")), responsible_id=as_int(data.get("responsibleId")),
                 created_by=as_int(data.get("createdBy")), created_date=as_datetime(data.get("createdDate")),

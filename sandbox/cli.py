@@ -16,7 +16,8 @@ def _config(**options: object) -> SandboxConfig:
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8700, show_default=True, type=int, help="Port to listen on.")
-@click.option("--seed", default="demo", show_default=True, help='"demo", a number of generated tasks, or "".')
+@click.option("--seed", default="demo", show_default=True,
+              help='"demo", N generated tasks, "N:M" (N tasks, M time entries), or "".')
 @click.option("--secret", envvar="SANDBOX_SECRET", help="Webhook code in the URL (random if unset).")
 @click.option("--application-token", envvar="SANDBOX_APPLICATION_TOKEN", help="auth[application_token] of events.")
 @click.option("--member-id", envvar="SANDBOX_MEMBER_ID", help="auth[member_id] of events.")
@@ -26,7 +27,7 @@ def _config(**options: object) -> SandboxConfig:
 def sandbox_command(host: str, port: int, seed: str, **options: object) -> None:
     """Serve a simulated Bitrix24 portal until Ctrl-C."""
     config = _config(**options)
-    seed_value: str | int | None = int(seed) if seed.isdigit() else (seed or None)
+    seed_value: str | int | None = int(seed) if seed.isdigit() else (seed or None)  # "N:M" passes as text
     click.echo(f"Sandbox portal on http://{host}:{port} (seed: {seed or 'none'})")
     click.echo(f"B24_WEBHOOK_URL=http://{host}:{port}/rest/{config.user_id}/{config.secret}/")
     if config.handler_url:

@@ -17,17 +17,18 @@ CAP_SECONDS = 28_800
 
 
 def apply(portal: Portal, seed: Any) -> None:
-    """Load `seed`: "demo", an int (or digit string) N, or None/"" for an empty portal."""
+    """Load `seed`: "demo", N (N generated tasks), "N:M" (N tasks, M entries), or None/"" for an empty portal."""
     if seed in (None, ""):
         return
     if seed == "demo":
         demo(portal)
         return
     try:
-        count = int(seed)
+        count, _, entries = str(seed).partition(":")
+        counts = (int(count), int(entries) if entries else None)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"seed must be 'demo', an integer or empty, not {seed!r}") from exc
-    generated(portal, count)
+        raise ValueError(f"seed must be 'demo', N, N:M or empty, not {seed!r}") from exc
+    generated(portal, *counts)
 
 
 def demo(portal: Portal) -> None:
@@ -54,8 +55,11 @@ def demo(portal: Portal) -> None:
         records.add_entry(portal, task_id, {"SECONDS": seconds, "COMMENT_TEXT": comment, "CREATED_DATE": created})
 
 
-def generated(portal: Portal, count: int) -> None:
-    """`count` tasks with 0-6 entries each (about 3), ~10% of entries over the cap."""
+def generated(portal: Portal, count: int, entries: int | None = None) -> None:
+    """`count` tasks with about 3 entries each (or `entries` spread over them), ~10% of entries over the cap.
+
+    About 30% of tasks have no deadline, so deadline rules find work too.
+    """
     rng = random.Random(count)
     base = _midnight() - timedelta(days=60)
     for task_id in range(1, count + 1):
@@ -68,11 +72,18 @@ def generated(portal: Portal, count: int) -> None:
             "CREATED_BY": 1, "CREATED_DATE": created, "CHANGED_DATE": created + timedelta(hours=1),
             "DEADLINE": deadline, "CLOSED_DATE": created + timedelta(days=1) if status == 5 else None,
         }
-        for _ in range(rng.randrange(7)):
-            over = rng.random() < 0.1
-            seconds = rng.randrange(CAP_SECONDS + 60, 3 * CAP_SECONDS) if over else rng.randrange(300, CAP_SECONDS)
-            _fast_entry(portal, task_id, seconds, created + timedelta(hours=rng.randrange(1, 200)))
+        for _ in range(rng.randrange(7) if entries is None else 0):
+            _random_entry(portal, rng, task_id, created)
+    for _ in range(entries or 0):
+        task_id = rng.randrange(1, count + 1)
+        _random_entry(portal, rng, task_id, portal.tasks[task_id]["CREATED_DATE"])
     portal.next_ids["task"] = count + 1
+
+
+def _random_entry(portal: Portal, rng: random.Random, task_id: int, created: datetime) -> None:
+    over = rng.random() < 0.1
+    seconds = rng.randrange(CAP_SECONDS + 60, 3 * CAP_SECONDS) if over else rng.randrange(300, CAP_SECONDS)
+    _fast_entry(portal, task_id, seconds, created + timedelta(hours=rng.randrange(1, 200)))
 
 
 def _fast_entry(portal: Portal, task_id: int, seconds: int, created: datetime) -> None:

@@ -1,5 +1,5 @@
-"""``make run`` and ``make demo``: start Redis (if needed), the sandbox portal, the web process and a
-worker, then show the loop: a demo time entry over the cap is capped and the audit shows it.
+"""``make run`` and ``make demo``: start Redis (if needed), the sandbox portal, the web process, a
+worker and the sweep scheduler, then show the loop: a demo time entry over the cap is capped and the audit shows it.
 
 ``run`` keeps everything up until Ctrl-C; ``demo`` runs the loop once on free ports and exits 0 or 1.
 With ``B24_WEBHOOK_URL`` set, no sandbox is started and the loop is not shown (it would edit a real
@@ -112,6 +112,7 @@ def start_all(procs: Processes, env: dict[str, str], facts: dict[str, str]) -> N
         wait_until(lambda: SandboxControl(facts["sandbox"]).config(), "the sandbox portal", 20)
     procs.start("web", [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "app:app"], env)
     procs.start("worker", [*flask, "worker"], env)
+    procs.start("scheduler", [*flask, "scheduler"], env)
     wait_until(lambda: requests.get(f"{facts['web']}/readyz", timeout=2).ok, "the web process", 30)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
@@ -48,18 +50,35 @@ def report_command(limit: int) -> None:
 
 
 @click.command("reconcile")
+@click.option("--sweep", "kind", type=click.Choice(("entries", "tasks", "full")), default="full", show_default=True)
 @click.option("--rule", "rule_name", help="Only this rule.")
-@click.option("--dry-run", is_flag=True, help="Change nothing; record would_change decisions.")
+@click.option("--dry-run", is_flag=True, help="Change nothing: would_change decisions, cursor left in place.")
 @with_appcontext
-def reconcile_command(rule_name: str | None, dry_run: bool) -> None:
-    """Check the mandatory field definitions now (sweeps of tasks and entries come with the scheduler)."""
-    from workers.definitions import enforce_definitions
+def reconcile_command(kind: str, rule_name: str | None, dry_run: bool) -> None:
+    """Run a sweep now, in the foreground, with progress and a summary."""
+    from workers.sweeps import SweepBusy, SweepStats, run_sweep
 
     rt = current_app.extensions["taskwarden"]
     if rule_name and rule_name not in {rule.name for rule in rt.rules.rules}:
         raise click.BadParameter(f"no rule named {rule_name!r}", param_hint="--rule")
-    decisions = enforce_definitions(rt, cause="cli", rule_name=rule_name, dry_run=dry_run)
-    click.echo(format_table([audit.asdict(d) for d in decisions]) if decisions else "definitions: nothing to change")
+    tty = sys.stdout.isatty()
+
+    def show(stats: SweepStats) -> None:
+        line = (f"{stats.kind}: {stats.tasks_seen} tasks, {stats.entries_seen} entries seen, "
+                f"{stats.changed} changed, {stats.would_change} would change, {stats.requests} requests")
+        if tty:
+            click.echo(f"\r{line}", nl=False)
+
+    try:
+        stats = run_sweep(rt, kind, rule_name=rule_name, dry_run=dry_run, progress=show)
+    except SweepBusy:
+        raise click.ClickException(f"a {kind} sweep is already running") from None
+    if tty:
+        click.echo()
+    click.echo(f"sweep {stats.kind}{' (dry run)' if stats.dry_run else ''} done in {stats.seconds}s: "
+               f"{stats.tasks_seen} tasks and {stats.entries_seen} entries seen, {stats.evaluated} evaluated, "
+               f"{stats.changed} changed, {stats.would_change} would change, {stats.problems} violations or errors, "
+               f"{stats.missed_by_events} missed by events, {stats.skipped_busy} busy, {stats.requests} requests")
 
 
 def format_table(rows: list[dict], columns: tuple[str, ...] = ("time", "rule", "task_id", "entity", "before",
@@ -76,8 +95,21 @@ def _cell(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+
+
+
+@click.command("scheduler")
+@with_appcontext
+def scheduler_command() -> None:
+    """Enqueue sweeps on the rules file's cron schedules (any number of these may run)."""
+    from workers.scheduler import run_scheduler
+
+    run_scheduler(current_app.extensions["taskwarden"])
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(audit_command)
     app.cli.add_command(report_command)
     app.cli.add_command(reconcile_command)
+    app.cli.add_command(scheduler_command)

@@ -18,11 +18,11 @@ DEFINITIONS_TASK_ID = 0
 """Decisions about definitions belong to no task; they are recorded under task 0."""
 
 
-def enforce_definitions(rt: Runtime, *, cause: str = "sweep", rule_name: str | None = None,
+def enforce_definitions(rt: Runtime, *, cause: str = "sweep", rules: list[Rule] | None = None,
                         dry_run: bool = False) -> list[Decision]:
     """Check (and, in enforce mode, fix) every listed field's definition; returns the decisions."""
-    rules = [rule for rule in rt.rules.rules if rule.policy == "mandatory_userfields"
-             and rt.rules.params(rule).enforce_definition and rule_name in (None, rule.name)]
+    rules = [rule for rule in (rt.rules.rules if rules is None else rules) if rule.policy == "mandatory_userfields"
+             and rt.rules.params(rule).enforce_definition]
     if not rules:
         return []
     found = userfields.definitions_by_name(rt.client.run(userfields.list_definitions()))

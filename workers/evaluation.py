@@ -8,11 +8,13 @@ from the state read in the same pass, so a retried evaluation never applies a ch
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass
 
 import structlog
 
 import audit
+import keys
 import report
 from audit import Decision
 from bitrix import elapsed, tasks
@@ -30,11 +32,17 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class Trigger:
-    """Why an evaluation runs: ``cause`` is ``event``, ``sweep`` or ``cli``."""
+    """Why an evaluation runs: ``cause`` is ``event``, ``sweep`` or ``cli``; sweeps name their kind."""
 
     cause: str
     event_name: str | None = None
     event_id: str | None = None
+    sweep: str | None = None
+
+    @property
+    def events_should_have_seen(self) -> bool:
+        """A ``tasks`` sweep visits tasks that changed: their events should have brought them to us."""
+        return self.sweep == "tasks"
 
 
 @dataclass(frozen=True)
@@ -49,26 +57,41 @@ class RetryableEvaluationError(Exception):
     """A transient portal failure during an evaluation; the job is retried as a whole."""
 
 
-def evaluate_tasks(rt: Runtime, task_ids: list[int], trigger: Trigger) -> list[Decision]:
-    """Evaluate ``task_ids`` once; returns (and audits) every decision made."""
-    states, decisions = read_states(rt, task_ids, needs_of(rt.rules), trigger)
+def evaluate_tasks(rt: Runtime, task_ids: list[int], trigger: Trigger, *, rules: list[Rule] | None = None,
+                   dry_run: bool = False) -> list[Decision]:
+    """Read ``task_ids`` and evaluate them once; returns (and audits) every decision made."""
+    rules = rt.rules.rules if rules is None else rules
+    states, failures = read_states(rt, task_ids, needs_of(rt.rules, rules), trigger)
+    return evaluate_states(rt, states, trigger, rules=rules, dry_run=dry_run, failures=failures)
+
+
+def evaluate_states(rt: Runtime, states: list[TaskState], trigger: Trigger, *, rules: list[Rule] | None = None,
+                    dry_run: bool = False, failures: list[Decision] | None = None) -> list[Decision]:
+    """Evaluate tasks whose state is already read (by ``read_states`` or a sweep's scan).
+
+    ``rules`` limits the pass (default: all); ``dry_run`` makes every rule behave as ``mode: audit``.
+    """
+    rules = rt.rules.rules if rules is None else rules
     ctx = policy_context(rt.rules)
     today = dt.datetime.now(rt.rules.tz).date()
-    plans = [plan for state in states for plan in _plan(rt.rules, state, trigger, today, ctx)]
-    applied, transient = _apply(rt, plans, trigger)
-    decisions += applied
+    plans = [plan for state in states for plan in _plan(rt.rules, rules, state, trigger, today, ctx)]
+    applied, transient = _apply(rt, plans, trigger, dry_run or rt.settings.taskwarden_dry_run)
+    decisions = [*(failures or []), *applied]
     audit.record(rt.redis, rt.portal.id, decisions, rt.settings.taskwarden_audit_max_decisions)
-    report.update(rt.redis, rt.portal.id, [rule.name for rule in rt.rules.rules],
-                  [state.task.id for state in states], decisions)
+    report.update(rt.redis, rt.portal.id, [rule.name for rule in rules], [state.task.id for state in states],
+                  decisions)
+    missed = Counter(d.rule for d in decisions if d.missed_by_events)
+    for rule_name, count in missed.items():
+        rt.redis.hincrby(keys.missed_by_events(rt.portal.id), rule_name, count)
     if transient:  # what did happen is recorded; the retry reads again and finishes the rest
         raise RetryableEvaluationError(str(transient[0]))
     return decisions
 
 
-def needs_of(ruleset: RuleSet) -> Needs:
-    """Everything any rule reads, so one pass serves them all."""
+def needs_of(ruleset: RuleSet, rules: list[Rule] | None = None) -> Needs:
+    """Everything the rules read, so one pass serves them all."""
     needs = Needs()
-    for rule in ruleset.rules:
+    for rule in ruleset.rules if rules is None else rules:
         needs = needs | policy(rule.policy).needs(ruleset.params(rule))
     return needs
 
@@ -111,19 +134,19 @@ def _read_failure(task_id: int, error: BitrixError, trigger: Trigger) -> Decisio
                     detail=str(error))
 
 
-def _plan(ruleset: RuleSet, state: TaskState, trigger: Trigger, today: dt.date, ctx: PolicyContext) -> list[_Plan]:
+def _plan(ruleset: RuleSet, rules: list[Rule], state: TaskState, trigger: Trigger, today: dt.date,
+          ctx: PolicyContext) -> list[_Plan]:
     return [_Plan(rule, state.task.id, state.task.changed_date, proposal)
-            for rule in ruleset.rules
+            for rule in rules
             if applies(ruleset, rule, state.task, event_name=trigger.event_name, today=today)
             for proposal in policy(rule.policy).propose(ruleset.params(rule), state, ctx)]
 
 
-def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger) -> tuple[list[Decision], list[BitrixError]]:
+def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger, dry: bool) -> tuple[list[Decision], list[BitrixError]]:
     """Write the enforce-mode changes; audit mode and dry run only record them.
 
     Returns the decisions and the transient write errors (5xx and the like), which fail the job.
     """
-    dry = rt.settings.taskwarden_dry_run
     writes: dict[str, tuple[Command, str | None]] = {}
     for i, plan in enumerate(plans):
         command = plan.proposal.command
@@ -145,10 +168,13 @@ def _decide(plan: _Plan, written: bool, error: BitrixError | None, trigger: Trig
         outcome = _failure_outcome(error)
     else:
         outcome = "changed"
+    # Time entries raise no event, so only task-data policies count as missed by events.
+    missed = (trigger.events_should_have_seen and plan.rule.policy != "elapsed_cap"
+              and outcome in ("changed", "would_change"))
     decision = Decision(rule=plan.rule.name, policy=plan.rule.policy, mode="audit" if dry else plan.rule.mode,
                         task_id=plan.task_id, entity=proposal.entity, before=proposal.before, after=proposal.after,
                         outcome=outcome, cause=trigger.cause, event_id=trigger.event_id,
-                        detail=str(error) if error is not None else proposal.detail)
+                        detail=str(error) if error is not None else proposal.detail, missed_by_events=missed)
     log.info(f"policy.{plan.rule.policy}.{outcome}", rule=plan.rule.name, task_id=plan.task_id,
              entity=proposal.entity, before=proposal.before, after=proposal.after)
     return decision

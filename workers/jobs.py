@@ -87,3 +87,29 @@ def _release(lock: Any, task_id: int) -> None:
 
 def _jittered() -> list[int]:
     return [max(1, round(seconds * random.uniform(0.8, 1.2))) for seconds in RETRY_INTERVALS_SECONDS]
+
+
+SWEEP_JOB_TIMEOUT_SECONDS = 3600
+
+
+def enqueue_sweep(queue: Queue, portal_id: str, kind: str, *, job_id: str | None = None) -> Job:
+    """Queue one sweep; ``job_id`` (one per schedule slot) makes a repeated enqueue of a slot fail."""
+    return queue.enqueue(run_sweep_job, kwargs={"portal_id": portal_id, "kind": kind}, job_id=job_id,
+                         unique=job_id is not None, job_timeout=SWEEP_JOB_TIMEOUT_SECONDS,
+                         result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS,
+                         meta={"log_ctx": {"sweep": kind, "portal": portal_id}}, description=f"sweep {kind}")
+
+
+def run_sweep_job(portal_id: str, kind: str) -> dict[str, Any]:
+    """A scheduled sweep; a failure leaves the cursor alone, and the next slot runs it again."""
+    from dataclasses import asdict
+
+    from workers.sweeps import SweepBusy, run_sweep
+
+    rt = runtime.current()
+    rt.portal_by_id(portal_id)
+    try:
+        return {"status": "done", **asdict(run_sweep(rt, kind))}
+    except SweepBusy:
+        log.info("sweep.busy", sweep=kind)
+        return {"status": "busy"}

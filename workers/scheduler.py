@@ -1,0 +1,69 @@
+"""The sweep scheduler: enqueue each sweep on its cron schedule, in the rules file's time zone.
+
+Safe with several scheduler processes: each slot is claimed with one ``SET NX``, and the job id is the
+slot's, so a slot is enqueued once. After downtime only the latest missed slot is enqueued (once, not
+once per missed slot). On the very first start nothing is caught up: the schedule starts from now.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import structlog
+from croniter import croniter
+from rq.exceptions import DuplicateJobError
+
+import keys
+from runtime import Runtime
+from workers.jobs import enqueue_sweep
+
+log = structlog.get_logger(__name__)
+
+TICK_SECONDS = 1.0
+SLOT_CLAIM_SECONDS = 86400
+
+
+def latest_slot(expression: str, now: dt.datetime) -> dt.datetime:
+    """The most recent time at or before ``now`` that the cron expression names (``now`` aware)."""
+    # get_prev is strictly before its start, so start one second after ``now`` (whole seconds).
+    return croniter(expression, now.replace(microsecond=0) + dt.timedelta(seconds=1)).get_prev(dt.datetime)
+
+
+def tick(rt: Runtime, now: dt.datetime | None = None) -> list[str]:
+    """Enqueue every sweep whose latest slot is newer than the last one enqueued; returns the job ids."""
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(rt.rules.tz)
+    enqueued = []
+    for kind, expression in rt.rules.sweeps.items():
+        slot = int(latest_slot(expression, now).timestamp())
+        last_key = keys.schedule_last(rt.portal.id, kind)
+        last = rt.redis.get(last_key)
+        if last is None:  # first start: begin from now rather than replaying the past
+            rt.redis.set(last_key, slot, nx=True)
+            continue
+        if slot <= int(last):
+            continue
+        rt.redis.set(last_key, slot)
+        if not rt.redis.set(keys.schedule_slot(rt.portal.id, kind, slot), 1, nx=True, ex=SLOT_CLAIM_SECONDS):
+            continue  # another scheduler process took this slot
+        job_id = f"sweep-{kind}-{slot}"
+        try:
+            enqueue_sweep(rt.queue(keys.SWEEP_QUEUE), rt.portal.id, kind, job_id=job_id)
+        except DuplicateJobError:
+            continue
+        log.info("scheduler.enqueued", sweep=kind, slot=slot, job_id=job_id)
+        enqueued.append(job_id)
+    return enqueued
+
+
+def run_scheduler(rt: Runtime, stop: threading.Event | None = None, tick_seconds: float = TICK_SECONDS) -> None:
+    """Tick until ``stop`` is set (or forever)."""
+    stop = stop or threading.Event()
+    log.info("scheduler.started", sweeps=dict(rt.rules.sweeps), timezone=rt.rules.timezone)
+    while not stop.is_set():
+        try:
+            tick(rt)
+        except Exception:  # a Redis hiccup must not end the scheduler; the next tick retries
+            log.exception("scheduler.tick_failed")
+        stop.wait(tick_seconds - time.time() % tick_seconds)
