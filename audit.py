@@ -48,11 +48,16 @@ class Decision:
 def record(redis: Redis | Pipeline, portal_id: str, decisions: list[Decision],
            max_decisions: int = DEFAULT_AUDIT_MAX_DECISIONS) -> None:
     """Append decisions to the portal's trail, trimming it to about ``max_decisions``."""
+    if not decisions:
+        return
     now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    pipe = redis.pipeline(transaction=False) if isinstance(redis, Redis) else redis
     for decision in decisions:
         data = asdict(decision) | {"time": decision.time or now, "detail": redact_text(decision.detail)}
-        redis.xadd(keys.audit(portal_id), {"d": json.dumps(data, default=str)},
-                   maxlen=max_decisions, approximate=False)
+        pipe.xadd(keys.audit(portal_id), {"d": json.dumps(data, default=str)}, maxlen=max_decisions,
+                  approximate=False)
+    if pipe is not redis:
+        pipe.execute()
 
 
 def query(redis: Redis, portal_id: str, *, task: int | None = None, rule: str | None = None,

@@ -91,8 +91,10 @@ def getlist(call: Call) -> Outcome:
         _task(call, task_id)
         conditions.append(querying.Condition("TASK_ID", "=", task_id))
     sort = querying.parse_order(order, SORTABLE) or [("ID", False)]
-    found = [entry for entry in call.portal.entries.values() if querying.matches(records.entry_view(entry),
-                                                                                 conditions)]
+    pool = querying.candidates(call.portal.entries, conditions)
+    if task_id:  # cheap pre-filter on the raw record before building each view
+        pool = [entry for entry in pool if entry["TASK_ID"] == task_id]
+    found = [entry for entry in pool if querying.matches(records.entry_view(entry), conditions)]
     found = querying.sort_records([records.entry_view(entry) for entry in found], sort)
     size, offset = _navigation(params.get("NAV_PARAMS") if isinstance(params, dict) else None, bool(task_id))
     page = found[offset:offset + size] if size > 0 else found[offset:]

@@ -59,7 +59,7 @@ def list_(call: Call) -> Outcome:
     order = querying.parse_order(call.named("order"), SORTABLE)
     if order is None:
         raise _internal("0", "TASKS_FAILED_WRONG_ORDER_FIELD")
-    found = [task for task in call.portal.tasks.values() if querying.matches(task, conditions)]
+    found = [task for task in querying.candidates(call.portal.tasks, conditions) if querying.matches(task, conditions)]
     found = querying.sort_records(found, order or [("ID", True)])
     select = _select(call)
     tz = call.portal.config.user_tz
