@@ -77,3 +77,23 @@ def schedule_last(portal: str, kind: str) -> str:
 def schedule_slot(portal: str, kind: str, slot: int) -> str:
     """Claimed by the one scheduler process that enqueues this slot."""
     return _key(portal, "schedule", kind, slot)
+
+
+def running(portal: str, task_id: int) -> str:
+    """How many evaluations of the task run right now (should never exceed one)."""
+    return _key(portal, "running", task_id)
+
+
+def lock_violations(portal: str) -> str:
+    """Tasks seen evaluated twice at once (a hash: task id -> count); empty when locks work."""
+    return _key(portal, "lock_violations")
+
+
+def operating(portal: str) -> str:
+    """Per method, the portal's last reported operating seconds and reset time (a hash)."""
+    return _key(portal, "operating")
+
+
+def paused(portal: str, method: str) -> str:
+    """Set while the portal blocks a method for its operating time (expires at operating_reset_at)."""
+    return _key(portal, "paused", method)

@@ -16,7 +16,8 @@ from redis import Redis
 
 from bitrix.batch import BatchResult, Command, batch_params, chunks, parse_batch
 from bitrix.decode import Answer, decode_response
-from bitrix.errors import BitrixError, QueryLimitExceeded
+from bitrix.errors import BitrixError, OperationTimeLimit, QueryLimitExceeded, ServerError
+from bitrix.operating import OperatingBudget
 from bitrix.rate_limit import RequestBudget
 from bitrix.retry import backoff_seconds, should_retry
 from bitrix.transport import Transport
@@ -43,6 +44,7 @@ class Client:
         self.stats = ClientStats()
         self._transport = transport or Transport(portal)
         self._budget = RequestBudget(redis, portal, sleep=sleep)
+        self._operating = OperatingBudget(redis, portal)
         self._sleep = sleep
 
     def __repr__(self) -> str:
@@ -53,8 +55,11 @@ class Client:
         """Call one method; positional ``task.*`` methods take a list, in the manifest's order.
 
         Raises:
+            OperationTimeLimit: the method is paused (no request is sent) or the portal blocked it.
             BitrixError: after retries where retrying helps (see ``bitrix.retry``).
         """
+        if method != "batch" and (paused := self._operating.check([method])):
+            raise paused[method.lower()]
         attempt = 0
         while True:
             attempt += 1
@@ -62,29 +67,49 @@ class Client:
             self.stats.requests += 1
             try:
                 raw = self._transport.send(method, params, v3=v3, idempotency_key=idempotency_key)
-                return decode_response(method, raw.status, raw.body, raw.replayed)
+                answer = decode_response(method, raw.status, raw.body, raw.replayed)
             except BitrixError as error:
                 self._before_retry(error, attempt)
+                continue
+            if method != "batch":
+                self._operating.observe([(method, answer.time)])
+            return answer
 
     def run(self, command: Command) -> Any:
         """Call one command and return just its result."""
         return self.call(command.method, command.params).result
 
     def batch(self, commands: Mapping[str, Command], halt: bool = False) -> BatchResult:
-        """Send any number of commands, 50 per HTTP request; per-command errors are returned, not raised."""
+        """Send any number of commands, 50 per HTTP request; per-command errors are returned, not raised.
+
+        Commands of a paused method are not sent: they come back as OperationTimeLimit errors.
+        """
         merged = BatchResult()
-        for part in chunks(commands):
+        paused = self._operating.check(command.method for command in commands.values())
+        sendable = {key: c for key, c in commands.items() if c.method.lower() not in paused}
+        merged.errors.update({key: paused[c.method.lower()] for key, c in commands.items() if key not in sendable})
+        for part in chunks(sendable):
             answer = self.call("batch", batch_params(part, halt=halt))
-            merged.merge(parse_batch(part, answer.result))
+            result = parse_batch(part, answer.result)
+            self._operating.observe((part[key].method, timing) for key, timing in result.times.items() if key in part)
+            for error in result.errors.values():
+                if isinstance(error, OperationTimeLimit):
+                    self._operating.blocked(error.method, error.reset_at)
+            merged.merge(result)
         return merged
 
     def _before_retry(self, error: BitrixError, attempt: int) -> None:
         """Re-raise ``error`` unless it is worth another attempt; then wait as the error asks."""
+        if isinstance(error, OperationTimeLimit):
+            self._operating.blocked(error.method, error.reset_at)
         if not should_retry(error, attempt):
             raise error
         self.stats.retries += 1
+        if isinstance(error, QueryLimitExceeded | ServerError):
+            # Shared slow-down: every process waits for the drain, so a storm of 503s (or an
+            # overloaded portal) gets fewer requests, not more.
+            self._budget.penalise()
         if isinstance(error, QueryLimitExceeded):
-            self._budget.penalise()  # the next acquire() waits for the drain, in every process
             log.warning("bitrix.query_limit", method=error.method, attempt=attempt)
             return
         delay = backoff_seconds(attempt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from bitrix.errors import BitrixError, QueryLimitExceeded
+from bitrix.errors import BitrixError, OperationTimeLimit, QueryLimitExceeded
 
 MAX_ATTEMPTS = 5
 """Attempts per call for 5xx and network errors before the job as a whole fails (and RQ retries it)."""
@@ -18,6 +18,8 @@ def should_retry(error: BitrixError, attempt: int) -> bool:
     """True when the call that failed with ``error`` on its ``attempt``-th try should be sent again."""
     if isinstance(error, QueryLimitExceeded):
         return attempt < MAX_LIMIT_WAITS  # the budget drains; waiting always helps eventually
+    if isinstance(error, OperationTimeLimit):
+        return False  # blocked for minutes: the job comes back at operating_reset_at instead
     if error.retryable:
         return attempt < MAX_ATTEMPTS  # 5xx, network: transient until proven otherwise
     return False  # access, validation, not found, auth: the same call fails the same way

@@ -19,7 +19,7 @@ import report
 from audit import Decision
 from bitrix import elapsed, tasks
 from bitrix.batch import Command
-from bitrix.errors import AccessDenied, AuthError, BitrixError
+from bitrix.errors import AccessDenied, AuthError, BitrixError, OperationTimeLimit
 from config.rules import Rule, RuleSet
 from runtime import Runtime
 from workers.calendar import calendar_for
@@ -84,6 +84,9 @@ def evaluate_states(rt: Runtime, states: list[TaskState], trigger: Trigger, *, r
     for rule_name, count in missed.items():
         rt.redis.hincrby(keys.missed_by_events(rt.portal.id), rule_name, count)
     if transient:  # what did happen is recorded; the retry reads again and finishes the rest
+        paused = [error for error in transient if isinstance(error, OperationTimeLimit)]
+        if paused:
+            raise paused[0]
         raise RetryableEvaluationError(str(transient[0]))
     return decisions
 
@@ -118,14 +121,19 @@ def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
             failures.append(_read_failure(task_id, error, trigger))
             continue
         task = tasks.task_from_wire(answers.results.get(f"t{task_id}"))
-        if task is None:
+        if task is None:  # deleted or no longer visible to the webhook's user: recorded, not retried
             log.info("evaluation.task_not_visible", task_id=task_id)
+            failures.append(Decision(rule="*", policy="*", mode="-", task_id=task_id, entity="task", before=None,
+                                     after=None, outcome="error", cause=trigger.cause, event_id=trigger.event_id,
+                                     detail="task not found or not visible to the webhook's user"))
             continue
         states.append(TaskState(task, elapsed.entries_from_wire(answers.results.get(f"e{task_id}"))))
     return states, failures
 
 
 def _read_failure(task_id: int, error: BitrixError, trigger: Trigger) -> Decision:
+    if isinstance(error, OperationTimeLimit):
+        raise error  # the job comes back when the method is open again
     if error.retryable:
         raise RetryableEvaluationError(str(error)) from error
     log.warning("evaluation.read_failed", task_id=task_id, code=error.code)

@@ -9,29 +9,31 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 from typing import Any
 
 import structlog
-from redis.exceptions import LockError
 from rq import Queue, Retry
 from rq.job import Job
 
 import keys
 import runtime
+from bitrix.errors import OperationTimeLimit
 from workers.evaluation import Trigger, evaluate_tasks
+from workers.locks import KeptLock, concurrency_guard
 
 log = structlog.get_logger(__name__)
 
 EVALUATION_TIMEOUT_SECONDS = 120
 """Longest one evaluation may run before RQ stops it (budget waits included)."""
-LOCK_TIMEOUT_SECONDS = EVALUATION_TIMEOUT_SECONDS + 30
-"""A task lock outlives its job's timeout, yet expires by itself if the worker is killed."""
+LOCK_TTL_SECONDS = 15
+"""A task lock's TTL, renewed every 5 s while its evaluation runs: a killed worker frees it within 15 s."""
 LOCK_WAIT_SECONDS = 10
 """How long a job waits for the task's running evaluation before stepping back in the queue."""
 BUSY_RETRY_SECONDS = 5
 PENDING_TTL_SECONDS = 900
 """Safety expiry of the pending mark, should its job vanish (e.g. Redis data lost)."""
-RETRY_INTERVALS_SECONDS = (10, 30, 90)
+RETRY_INTERVALS_SECONDS = (5, 30, 90)
 """Delays before RQ re-runs a failed evaluation (jittered per job)."""
 FAILURE_TTL_SECONDS = 7 * 86400
 RESULT_TTL_SECONDS = 3600
@@ -58,9 +60,8 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
                   event_id: str | None = None) -> dict[str, Any]:
     """Evaluate one task under its lock; returns a small summary (kept as the job's result)."""
     rt = runtime.current()
-    lock = rt.redis.lock(keys.task_lock(portal_id, task_id), timeout=LOCK_TIMEOUT_SECONDS,
-                         blocking_timeout=LOCK_WAIT_SECONDS)
-    if not lock.acquire():
+    lock = KeptLock(rt.redis, keys.task_lock(portal_id, task_id), LOCK_TTL_SECONDS)
+    if not lock.acquire(blocking_timeout=LOCK_WAIT_SECONDS):
         # Another evaluation of this task runs long. Our pending mark stays set, so later events keep
         # coalescing onto this evaluation, which steps back and tries again shortly.
         enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name,
@@ -69,20 +70,21 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
         return {"status": "busy"}
     try:
         rt.redis.delete(keys.pending(portal_id, task_id))
-        decisions = evaluate_tasks(rt, [task_id], Trigger(cause, event_name, event_id))
+        with concurrency_guard(rt.redis, portal_id, task_id):
+            decisions = evaluate_tasks(rt, [task_id], Trigger(cause, event_name, event_id))
+    except OperationTimeLimit as paused:
+        # The portal blocked a method for a while: come back when it is open again, keeping our retries.
+        delay = max(BUSY_RETRY_SECONDS, (paused.reset_at or 0) - time.time())
+        enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name,
+                           event_id=event_id, delay_seconds=delay)
+        log.warning("evaluation.method_paused", method=paused.method, retry_in=round(delay))
+        return {"status": "paused", "method": paused.method}
     finally:
-        _release(lock, task_id)
+        lock.release()
     outcomes = [d.outcome for d in decisions]
     log.info("evaluation.done", task_id=task_id, decisions=len(decisions),
              changed=outcomes.count("changed"), requests=rt.client.stats.requests)
     return {"status": "done", "decisions": len(decisions), "outcomes": outcomes}
-
-
-def _release(lock: Any, task_id: int) -> None:
-    try:
-        lock.release()
-    except LockError:  # it expired under a very slow evaluation; someone else may hold it now
-        log.warning("evaluation.lock_expired", task_id=task_id)
 
 
 def _jittered() -> list[int]:

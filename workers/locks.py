@@ -6,13 +6,18 @@ event-driven evaluation exclude each other on the same key. Taken in one pipelin
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import structlog
 from redis import Redis
+from redis.exceptions import LockError, RedisError
 
 import keys
+
+log = structlog.get_logger(__name__)
 
 # KEYS: lock keys; ARGV[1]: token. Deletes each key still holding our token.
 _RELEASE = """
@@ -40,3 +45,61 @@ def task_locks(redis: Redis, portal_id: str, task_ids: list[int], timeout_second
         mine = [key for key, ok in zip(lock_keys, taken, strict=True) if ok]
         if mine:
             redis.eval(_RELEASE, len(mine), *mine, token)
+
+
+class KeptLock:
+    """A Redis lock with a short TTL that a background thread keeps extending while we hold it.
+
+    The TTL stays short so that a worker killed with SIGKILL releases the task within seconds, not
+    after the longest possible evaluation; while the holder lives, the keeper renews it every ttl/3.
+    """
+
+    def __init__(self, redis: Redis, key: str, ttl_seconds: int) -> None:
+        self._lock = redis.lock(key, timeout=ttl_seconds)
+        self._ttl = ttl_seconds
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self, blocking_timeout: float = 0) -> bool:
+        if not self._lock.acquire(blocking=blocking_timeout > 0, blocking_timeout=blocking_timeout or None):
+            return False
+        self._thread = threading.Thread(target=self._keep, name="lock-keeper", daemon=True)
+        self._thread.start()
+        return True
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self._lock.release()
+        except LockError:
+            log.warning("lock.expired_before_release", key=self._lock.name)
+
+    def _keep(self) -> None:
+        while not self._stop.wait(self._ttl / 3):
+            try:
+                self._lock.extend(self._ttl, replace_ttl=True)
+            except (LockError, RedisError):
+                log.warning("lock.lost", key=self._lock.name)
+                return
+
+
+@contextmanager
+def concurrency_guard(redis: Redis, portal_id: str, task_id: int) -> Iterator[None]:
+    """Count evaluations of one task running at once; more than one is a lock violation, recorded.
+
+    The lock should make this impossible; the counter is the evidence tests and metrics read.
+    """
+    key = keys.running(portal_id, task_id)
+    pipe = redis.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, 600)
+    running = pipe.execute()[0]
+    if running > 1:
+        redis.hincrby(keys.lock_violations(portal_id), str(task_id), 1)
+        log.error("evaluation.lock_violation", task_id=task_id, running=running)
+    try:
+        yield
+    finally:
+        redis.decr(key)

@@ -11,15 +11,22 @@ from rq.serializers import JSONSerializer
 import keys
 from runtime import Runtime
 
-WORKER_TTL_SECONDS = 60
-"""A dead worker's heartbeat expires after this; RQ's default (420 s) delays recovery for minutes."""
-MAINTENANCE_INTERVAL_SECONDS = 30
+WORKER_TTL_SECONDS = 30
+"""A dead worker's heartbeat expires after this; an idle worker blocks on the queue for ttl - 15 s
+between maintenance checks. RQ's default (420 s) delays recovery by many minutes."""
+MAINTENANCE_INTERVAL_SECONDS = 10
 """How often a worker cleans registries, which is when abandoned jobs of killed workers are found."""
-JOB_MONITORING_INTERVAL_SECONDS = 10
+JOB_MONITORING_INTERVAL_SECONDS = 5
+JOB_HEARTBEAT_GRACE_SECONDS = 15
+"""RQ lets a running job's heartbeat lapse for monitoring interval + 60 s before calling it abandoned;
+with a 5 s heartbeat, 15 s of grace is plenty, and a killed job is rerun in well under 90 s."""
 
 
 class TaskwardenWorker(Worker):
     """An RQ worker that binds each job's log context (job id, task, event) before running it."""
+
+    def get_heartbeat_ttl(self, job: Any) -> int:
+        return int(super().get_heartbeat_ttl(job)) - 60 + JOB_HEARTBEAT_GRACE_SECONDS
 
     def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> bool:
         structlog.contextvars.clear_contextvars()
