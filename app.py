@@ -13,10 +13,12 @@ import structlog
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+import keys
 import runtime
 from config import cli as rules_cli
 from config.settings import ConfigError, load_settings
 from handlers import admin, health, intake
+from handlers.spool import Spool
 from logging_setup import configure_logging
 from workers import cli as worker_cli
 
@@ -33,6 +35,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.update(MAX_CONTENT_LENGTH=intake.MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     app.config.update(test_config)
     app.extensions["taskwarden"] = rt
+    app.extensions["taskwarden_spool"] = spool = Spool(settings.spool_dir, lambda d: keys.spool_mark(rt.portal.id, d))
+    if spool.pending_files():  # left by a process that died while Redis was down
+        spool.start_drainer(rt.redis, intake.queue_spooled(rt))
     for blueprint in (intake.bp, health.bp, admin.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, _http_error)

@@ -97,3 +97,8 @@ def operating(portal: str) -> str:
 def paused(portal: str, method: str) -> str:
     """Set while the portal blocks a method for its operating time (expires at operating_reset_at)."""
     return _key(portal, "paused", method)
+
+
+def spool_mark(portal: str, digest: str) -> str:
+    """Set once a spooled event line has been queued, so a re-run drain skips it."""
+    return _key(portal, "spool", digest)

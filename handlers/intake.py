@@ -5,6 +5,7 @@ No Bitrix24 call happens here; the answer only says what was queued.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -14,6 +15,7 @@ from redis.exceptions import RedisError
 from handlers.coalesce import coalesce
 from handlers.errors import IntakeError, MalformedEvent, PayloadTooLarge
 from handlers.parse import Event
+from handlers.spool import Spool
 from handlers.verify import verify_member, verify_token
 from runtime import Runtime
 
@@ -41,13 +43,33 @@ def receive_event() -> tuple[Response, int]:
         status = coalesce(rt.redis, rt.queue(), rt.portal.id, event.task_id, event_name=event.name,
                           event_id=event.event_id)
     except RedisError as exc:
-        log.error("intake.redis_unavailable", error=type(exc).__name__)
-        return jsonify(status="unavailable", event_id=event.event_id, reason="queue unavailable"), 503
+        return _spool(rt, {"event_name": event.name, "task_id": event.task_id, "event_id": event.event_id}, exc)
     log.info(f"intake.{status}", event_name=event.name)
     body: dict[str, Any] = {"status": status, "event_id": event.event_id}
     if status == "queued":
         body["jobs"] = 1
     return jsonify(body), 200
+
+
+def _spool(rt: Runtime, record: dict[str, Any], cause: Exception) -> tuple[Response, int]:
+    """Redis is down: keep the verified event on disk and answer 202; it is queued when Redis is back."""
+    spool: Spool = current_app.extensions["taskwarden_spool"]
+    try:
+        spool.append(record)
+    except OSError as exc:
+        log.error("intake.spool_failed", error=type(exc).__name__, redis_error=type(cause).__name__)
+        return jsonify(status="unavailable", event_id=record["event_id"], reason="queue and spool unavailable"), 503
+    spool.start_drainer(rt.redis, queue_spooled(rt))
+    log.warning("intake.spooled", redis_error=type(cause).__name__)
+    return jsonify(status="spooled", event_id=record["event_id"]), 202
+
+
+def queue_spooled(rt: Runtime) -> Callable[[dict[str, Any]], str]:
+    """How a spooled event is queued once Redis is back: exactly like a fresh one (coalescing applies)."""
+    def handle(record: dict[str, Any]) -> str:
+        return coalesce(rt.redis, rt.queue(), rt.portal.id, record["task_id"], event_name=record["event_name"],
+                        event_id=record["event_id"])
+    return handle
 
 
 @bp.errorhandler(IntakeError)

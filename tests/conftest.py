@@ -81,7 +81,8 @@ def make_app(tmp_path: Path, redis: Redis, sandbox_server: RunningSandbox) -> Ca
         rules_file.write_text(rules)
         values = {"redis_url": TEST_REDIS_URL, "rules_file": str(rules_file), "sandbox_url": sandbox_server.url,
                   "sandbox_secret": TEST_SECRET, "sandbox_application_token": TEST_APP_TOKEN,
-                  "taskwarden_admin_token": TEST_ADMIN_TOKEN, "b24_rate_burst": 50, **settings}
+                  "taskwarden_admin_token": TEST_ADMIN_TOKEN, "b24_rate_burst": 50,
+                  "spool_dir": str(tmp_path / "spool"), **settings}
         return create_app({"TESTING": True, "SETTINGS": values})
 
     return build
@@ -123,3 +124,14 @@ def run_worker(app: Flask, max_jobs: int | None = None) -> None:
     rt = app.extensions["taskwarden"]
     queues = [rt.queue(keys.EVALUATION_QUEUE), rt.queue(keys.SWEEP_QUEUE)]
     SimpleWorker(queues, connection=rt.redis, serializer=JSONSerializer).work(burst=True, max_jobs=max_jobs)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of this test's own on a free port, which the test may stop and start again."""
+    from tests.redis_process import RedisProcess
+
+    server = RedisProcess(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

@@ -107,9 +107,31 @@ def scheduler_command() -> None:
     run_scheduler(current_app.extensions["taskwarden"])
 
 
+
+
+
+@click.command("failed")
+@click.option("--requeue", is_flag=True, help="Put the failed jobs back on their queues.")
+@click.option("--job", "job_ids", multiple=True, help="Only this job id (repeatable).")
+@with_appcontext
+def failed_command(requeue: bool, job_ids: tuple[str, ...]) -> None:
+    """List jobs that failed for good (RQ's failed registry), with a readable reason; optionally requeue."""
+    from workers.failed import failed_jobs, requeue_failed
+
+    rt = current_app.extensions["taskwarden"]
+    if requeue:
+        done = requeue_failed(rt, list(job_ids) or None)
+        click.echo(f"requeued {len(done)} job(s)" + (f": {', '.join(done)}" if done else ""))
+        return
+    rows = [job.__dict__ for job in failed_jobs(rt) if not job_ids or job.id in job_ids]
+    click.echo(format_table(rows, columns=("id", "queue", "description", "reason", "ended_at"))
+               if rows else "no failed jobs")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(audit_command)
     app.cli.add_command(report_command)
     app.cli.add_command(reconcile_command)
     app.cli.add_command(scheduler_command)
+    app.cli.add_command(failed_command)

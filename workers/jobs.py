@@ -60,6 +60,7 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
                   event_id: str | None = None) -> dict[str, Any]:
     """Evaluate one task under its lock; returns a small summary (kept as the job's result)."""
     rt = runtime.current()
+    rt.portal_by_id(portal_id)  # a job for a portal we do not serve fails loudly, it is not guessed at
     lock = KeptLock(rt.redis, keys.task_lock(portal_id, task_id), LOCK_TTL_SECONDS)
     if not lock.acquire(blocking_timeout=LOCK_WAIT_SECONDS):
         # Another evaluation of this task runs long. Our pending mark stays set, so later events keep

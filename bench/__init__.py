@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures (one JSON line each); they are not timed tests."""

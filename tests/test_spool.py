@@ -1,0 +1,88 @@
+"""Redis outage loses no event: intake spools verified events to disk and queues them once Redis is back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from redis import Redis
+
+import keys
+
+from .helpers import FORM, event_body, poll
+from .redis_process import RedisProcess
+
+
+def post(app: Flask, task_id: int, ts: int) -> Any:
+    return app.test_client().post("/bitrix24/events", data=event_body(task_id, ts=ts), content_type=FORM)
+
+
+class TestOutage:
+    def test_spooled_then_queued_once(self, make_app: Callable[..., Flask], own_redis: RedisProcess,
+                                      tmp_path: Path) -> None:
+        """Events during an outage answer 202 spooled; once Redis is back each task is queued once."""
+        app = make_app(redis_url=own_redis.url)
+        spool = app.extensions["taskwarden_spool"]
+        own_redis.stop()
+        answers = [post(app, task_id, ts) for task_id, ts in ((1, 100), (2, 101), (2, 102))]
+        assert [(a.status_code, a.get_json()["status"]) for a in answers] == [(202, "spooled")] * 3
+        assert app.test_client().get("/readyz").status_code == 503
+        assert app.test_client().get("/healthz").status_code == 200
+        lines = spool.path.read_text().splitlines()
+        assert [json.loads(line)["task_id"] for line in lines] == [1, 2, 2]
+        with spool.path.open("a") as handle:  # a write cut short by a crash
+            handle.write('{"event_name": "ONTASKUPD\n')
+
+        own_redis.start()
+        redis = Redis.from_url(own_redis.url)
+        queue_key = f"rq:queue:{keys.EVALUATION_QUEUE}"
+        poll(lambda: not spool.pending_files(), "the spool to drain", timeout=15)
+        assert redis.llen(queue_key) == 2  # tasks 1 and 2; the second event for 2 coalesced
+        rejected = list(spool.directory.glob("rejected-*.jsonl"))
+        assert len(rejected) == 1 and "ONTASKUPD" in rejected[0].read_text()
+
+        again = spool.drain(redis, lambda record: "queued")
+        assert (again.queued, redis.llen(queue_key)) == (0, 2)
+        assert post(app, 3, 103).get_json()["status"] == "queued"
+
+    def test_interrupted_drain_does_not_queue_twice(self, make_app: Callable[..., Flask], redis: Redis,
+                                                     tmp_path: Path) -> None:
+        """A drain that stopped midway and runs again skips the lines it already queued."""
+        app = make_app()
+        spool = app.extensions["taskwarden_spool"]
+        for task_id in (11, 12, 13):
+            spool.append({"event_name": "ONTASKUPDATE", "task_id": task_id, "event_id": f"e{task_id}"})
+        seen: list[int] = []
+
+        def flaky(record: dict[str, Any]) -> str:
+            if record["task_id"] == 13 and 13 not in seen:
+                seen.append(13)
+                from redis.exceptions import ConnectionError as RedisConnectionError
+
+                raise RedisConnectionError("gone again")
+            seen.append(record["task_id"])
+            return "queued"
+
+        first = spool.drain(redis, flaky)
+        assert (first.complete, first.queued) == (False, 2)
+        second = spool.drain(redis, flaky)
+        assert (second.complete, second.queued, second.already_done) == (True, 1, 2)
+        assert seen == [11, 12, 13, 13] and not spool.pending_files()
+
+    def test_orphaned_file_adopted_at_start(self, make_app: Callable[..., Flask], redis: Redis,
+                                            tmp_path: Path) -> None:
+        """A spool file left by a dead process is drained by the next app that starts."""
+        import socket
+
+        spool_dir = tmp_path / "spool"
+        spool_dir.mkdir()
+        host = socket.gethostname().replace(".", "_")
+        orphan = spool_dir / f"events-{host}-999999.jsonl"
+        orphan.write_text(json.dumps({"event_name": "ONTASKADD", "task_id": 77, "event_id": "x"}) + "\n")
+        app = make_app()
+        poll(lambda: not orphan.exists() and not app.extensions["taskwarden_spool"].pending_files(),
+             "the orphaned spool file to be drained", timeout=15)
+        assert [job.kwargs["task_id"] for job in app.extensions["taskwarden"].queue().jobs] == [77]
