@@ -10,7 +10,7 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass
 
-__all__ = ["Decision", "asdict", "query", "record"]
+__all__ = ["Decision", "as_record", "query", "record"]
 from typing import Any
 
 from redis import Redis
@@ -50,14 +50,19 @@ def record(redis: Redis | Pipeline, portal_id: str, decisions: list[Decision],
     """Append decisions to the portal's trail, trimming it to about ``max_decisions``."""
     if not decisions:
         return
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
     pipe = redis.pipeline(transaction=False) if isinstance(redis, Redis) else redis
     for decision in decisions:
-        data = asdict(decision) | {"time": decision.time or now, "detail": redact_text(decision.detail)}
-        pipe.xadd(keys.audit(portal_id), {"d": json.dumps(data, default=str)}, maxlen=max_decisions,
-                  approximate=False)
+        pipe.xadd(keys.audit(portal_id), {"d": json.dumps(as_record(decision), default=str)},
+                  maxlen=max_decisions, approximate=False)
     if pipe is not redis:
         pipe.execute()
+
+
+def as_record(decision: Decision) -> dict[str, Any]:
+    """A decision as stored and shown anywhere: timestamped, and its detail (often the portal's own
+    error text) redacted, since a portal may echo a request URL and so the webhook secret."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    return asdict(decision) | {"time": decision.time or now, "detail": redact_text(decision.detail)}
 
 
 def query(redis: Redis, portal_id: str, *, task: int | None = None, rule: str | None = None,

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict
 from typing import Any
 
 from redis import Redis
 
 import keys
-from audit import Decision
+from audit import Decision, as_record
 
 OPEN_OUTCOMES = ("would_change", "violation", "not_allowed", "error")
 DEFAULT_TASKS_PER_RULE = 100
@@ -30,7 +29,7 @@ def update(redis: Redis, portal_id: str, rule_names: Iterable[str], task_ids: It
     open_by: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for decision in decisions:
         if decision.outcome in OPEN_OUTCOMES:
-            open_by.setdefault((decision.rule, decision.task_id), []).append(asdict(decision))
+            open_by.setdefault((decision.rule, decision.task_id), []).append(as_record(decision))
     pipe = redis.pipeline(transaction=False)
     for rule in rule_names:
         for task_id in task_ids:

@@ -123,9 +123,11 @@ def failed_command(requeue: bool, job_ids: tuple[str, ...]) -> None:
         done = requeue_failed(rt, list(job_ids) or None)
         click.echo(f"requeued {len(done)} job(s)" + (f": {', '.join(done)}" if done else ""))
         return
-    rows = [job.__dict__ for job in failed_jobs(rt) if not job_ids or job.id in job_ids]
-    click.echo(format_table(rows, columns=("id", "queue", "description", "reason", "ended_at"))
-               if rows else "no failed jobs")
+    jobs = [job for job in failed_jobs(rt) if not job_ids or job.id in job_ids]
+    for job in jobs:
+        click.echo(f"{job.id}  {job.queue}  failed {job.ended_at}\n  {job.description}\n  reason: {job.reason}")
+    if not jobs:
+        click.echo("no failed jobs")
 
 
 def init_app(app: Flask) -> None:
