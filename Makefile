@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REDIS_URL ?= redis://127.0.0.1:6379/0
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/13
 
-.PHONY: run demo test lint typecheck install redis clean
+.PHONY: run demo test lint typecheck install redis clean fuzz
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,9 @@ lint: install
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+FUZZ_RUNS ?= 20000
+fuzz: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-fuzz.txt
+	PYTHONPATH=. $(PY) fuzz/fuzz_intake.py -runs=$(FUZZ_RUNS) -max_len=4096
+	PYTHONPATH=. $(PY) fuzz/fuzz_rules.py -runs=$(FUZZ_RUNS) -max_len=4096

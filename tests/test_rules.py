@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from config.describe import describe_rule
 from config.rules import RulesError, load_rules, parse_rules
@@ -118,3 +121,22 @@ class TestDescribe:
                       "on ONTASKADD, ONTASKUPDATE, sweeps [enforce]")
         assert uf == ("uf: empty fields are filled: UF_A (default 'x'), UF_B (reported when empty); their definitions "
                       "are made mandatory, on ONTASKADD, ONTASKUPDATE [enforce]")
+
+
+_scalars = st.none() | st.booleans() | st.integers(-5, 10**6) | st.text(max_size=12) | st.sampled_from(
+        ["elapsed_cap", "deadline", "mandatory_userfields", "enforce", "audit", "ONTASKADD", "18:00", "UF_X", "DE"])
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.sampled_from(
+                               ["name", "policy", "params", "mode", "events", "match", "max_seconds", "action",
+                                "set_if_missing", "max_ahead", "workdays", "hours", "at", "fields", "default",
+                                "timezone", "holidays", "country", "rules", "exemptions", "until", "sweeps"])
+                               | st.text(max_size=6), inner, max_size=5), max_leaves=25)
+
+
+class TestFuzzedFiles:
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_values)
+    def test_any_structure_loads_or_is_refused(self, raw: object) -> None:
+        """Any YAML-shaped structure either loads or raises RulesError; never another exception."""
+        with contextlib.suppress(RulesError):
+            parse_rules(raw)

@@ -33,8 +33,10 @@ LOCK_WAIT_SECONDS = 10
 BUSY_RETRY_SECONDS = 5
 PENDING_TTL_SECONDS = 900
 """Safety expiry of the pending mark, should its job vanish (e.g. Redis data lost)."""
-RETRY_INTERVALS_SECONDS = (5, 30, 90)
-"""Delays before RQ re-runs a failed evaluation (jittered per job)."""
+RETRY_INTERVALS_SECONDS = (0, 30, 90)
+"""Delays before RQ re-runs a failed evaluation (jittered per job). The first is 0 on purpose: RQ then
+requeues at once instead of scheduling, so a job abandoned by a killed worker does not also wait for a
+scheduler (whose lock a killed worker may hold for a minute) before it runs again."""
 FAILURE_TTL_SECONDS = 7 * 86400
 RESULT_TTL_SECONDS = 3600
 
@@ -89,7 +91,7 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
 
 
 def _jittered() -> list[int]:
-    return [max(1, round(seconds * random.uniform(0.8, 1.2))) for seconds in RETRY_INTERVALS_SECONDS]
+    return [round(seconds * random.uniform(0.8, 1.2)) for seconds in RETRY_INTERVALS_SECONDS]
 
 
 SWEEP_JOB_TIMEOUT_SECONDS = 3600

@@ -1,0 +1,78 @@
+"""A killed worker loses no job: real worker processes, SIGKILL mid-evaluation, rerun within 90 seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from workers.jobs import enqueue_evaluation
+
+from .conftest import TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET
+from .helpers import poll
+
+ROOT = Path(__file__).parent.parent
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the work horse and RQ's scheduler run as children)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def start_worker(app: Flask, sandbox_url: str) -> subprocess.Popen[bytes]:
+    settings = app.extensions["taskwarden"].settings
+    env = {**os.environ, "REDIS_URL": TEST_REDIS_URL, "RULES_FILE": settings.rules_file, "SANDBOX_URL": sandbox_url,
+           "SANDBOX_SECRET": TEST_SECRET, "SANDBOX_APPLICATION_TOKEN": TEST_APP_TOKEN, "LOG_FORMAT": "json",
+           "SPOOL_DIR": settings.spool_dir}
+    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "worker"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_evaluation_is_rerun(app: Flask, sandbox: Any, sandbox_server: Any) -> None:
+    """Worker, work horse and scheduler killed with SIGKILL while the job reads; another worker reruns it."""
+    rt = app.extensions["taskwarden"]
+    task_id = sandbox.add_task(TITLE="t")
+    entry_id = sandbox.add_entry(task_id, 40000, "x")
+    sandbox.fault("batch", status=200, delay=60, times=1)  # the first evaluation hangs in its read
+    job = enqueue_evaluation(rt.queue(), rt.portal.id, task_id)
+    first = start_worker(app, sandbox_server.url)
+    second = None
+    try:
+        poll(lambda: job.id in rt.queue().started_job_registry.get_job_ids(), "the job to start", timeout=30)
+        for pid in [*descendants(first.pid), first.pid]:
+            os.kill(pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        killed_at = time.monotonic()
+        sandbox.clear_faults()  # whether or not the killed read got to the portal, the rerun's is not slowed
+        second = start_worker(app, sandbox_server.url)
+        poll(lambda: sandbox.entry(entry_id)["SECONDS"] == 28800, "the rerun to cap the entry", timeout=90,
+             interval=0.5)
+        assert time.monotonic() - killed_at < 90
+        assert job.id not in rt.queue().failed_job_registry.get_job_ids()
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                for pid in [*descendants(process.pid), process.pid]:
+                    os.kill(pid, signal.SIGKILL)
+                process.wait(timeout=10)
