@@ -13,6 +13,7 @@ import pytest
 import requests
 from flask import Flask
 from redis import Redis
+from rq import Worker
 
 import keys
 from workers.jobs import enqueue_evaluation
@@ -57,8 +58,10 @@ class TestUnderLoad:
         """50 events in a burst (10 senders) while two workers run: one or two evaluations, never at once."""
         rt = app.extensions["taskwarden"]
         task_id = sandbox.add_task(TITLE="busy task")
-        sandbox.fault("batch", status=200, delay=1.0, times=1)  # the first evaluation takes a second
+        # The first evaluation's read takes 5 s, longer than the burst itself even on a loaded machine.
+        sandbox.fault("batch", status=200, delay=5.0, times=1)
         procs = workers(app, sandbox_server.url, 2, burst=False)
+        poll(lambda: len(Worker.all(connection=redis)) == 2, "the workers to start", timeout=60, interval=0.2)
         statuses: list[str] = []
         lock = threading.Lock()
 
@@ -83,7 +86,7 @@ class TestUnderLoad:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=20)
-        assert len(statuses) == 50 and statuses.count("queued") in (1, 2)
+        assert len(statuses) == 50 and statuses.count("queued") in (1, 2), statuses
         assert reads_of(sandbox, task_id) == statuses.count("queued")
         assert redis.hgetall(keys.lock_violations(rt.portal.id)) == {}
 

@@ -76,9 +76,14 @@ class TestAnswers:
         answer = client.post(URL, data=event_body(5, event="ONAPPTEST", token="nope"), content_type=FORM)
         assert answer.status_code == 401
 
-    def test_redis_down_is_not_a_500(self, make_app: Callable[..., Flask]) -> None:
-        """With Redis unreachable intake answers 503 with a reason (the spool comes in a later issue)."""
+    def test_redis_down_is_not_a_500(self, make_app: Callable[..., Flask], tmp_path: Any) -> None:
+        """Redis unreachable: 202 spooled; spool unwritable as well: 503 with a reason. Never a 500."""
         app = make_app(redis_url="redis://127.0.0.1:1/0")
+        answer = app.test_client().post(URL, data=event_body(), content_type=FORM)
+        assert answer.status_code == 202 and answer.get_json()["status"] == "spooled"
+        blocked = tmp_path / "not-a-dir"
+        blocked.write_text("a file where the spool directory should be")
+        app = make_app(redis_url="redis://127.0.0.1:1/0", spool_dir=str(blocked / "spool"))
         answer = app.test_client().post(URL, data=event_body(), content_type=FORM)
         assert answer.status_code == 503 and answer.get_json()["status"] == "unavailable"
 
