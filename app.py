@@ -14,10 +14,12 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 import keys
+import metrics
 import runtime
 from config import cli as rules_cli
 from config.settings import ConfigError, load_settings
-from handlers import admin, health, intake
+from handlers import admin, dashboard, health, intake
+from handlers import metrics as metrics_view
 from handlers.spool import Spool
 from logging_setup import configure_logging
 from workers import cli as worker_cli
@@ -38,8 +40,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["taskwarden_spool"] = spool = Spool(settings.spool_dir, lambda d: keys.spool_mark(rt.portal.id, d))
     if spool.pending_files():  # left by a process that died while Redis was down
         spool.start_drainer(rt.redis, intake.queue_spooled(rt))
-    for blueprint in (intake.bp, health.bp, admin.bp):
+    metrics.start_flusher(rt.redis)
+    for blueprint in (intake.bp, health.bp, admin.bp, metrics_view.bp):
         app.register_blueprint(blueprint)
+    dashboard.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.before_request(_bind_request_context)

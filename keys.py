@@ -102,3 +102,8 @@ def paused(portal: str, method: str) -> str:
 def spool_mark(portal: str, digest: str) -> str:
     """Set once a spooled event line has been queued, so a re-run drain skips it."""
     return _key(portal, "spool", digest)
+
+
+def metrics(portal: str) -> str:
+    """Counters for /metrics (a hash: [name, labels] as JSON -> value), summed over all processes."""
+    return _key(portal, "metrics")

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from redis import Redis
 
+import metrics
 from bitrix.batch import BatchResult, Command, batch_params, chunks, parse_batch
 from bitrix.decode import Answer, decode_response
 from bitrix.errors import BitrixError, OperationTimeLimit, QueryLimitExceeded, ServerError
@@ -63,14 +64,19 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
-            self.stats.budget_wait_seconds += self._budget.acquire()
+            waited = self._budget.acquire()
+            self.stats.budget_wait_seconds += waited
             self.stats.requests += 1
+            if waited:
+                metrics.count(self.portal.id, "budget_wait_seconds", waited)
             try:
                 raw = self._transport.send(method, params, v3=v3, idempotency_key=idempotency_key)
                 answer = decode_response(method, raw.status, raw.body, raw.replayed)
             except BitrixError as error:
+                metrics.count(self.portal.id, "rest_requests", method=method, code=error.code[:64])
                 self._before_retry(error, attempt)
                 continue
+            metrics.count(self.portal.id, "rest_requests", method=method, code="ok")
             if method != "batch":
                 self._operating.observe([(method, answer.time)])
             return answer

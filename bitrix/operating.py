@@ -18,6 +18,7 @@ import structlog
 from redis import Redis
 
 import keys
+import metrics
 from bitrix.errors import OperationTimeLimit
 from config.portal import Portal
 
@@ -76,6 +77,7 @@ class OperatingBudget:
     def _pause(self, pipe: Any, method: str, reset_at: float | None) -> None:
         until = reset_at if reset_at and reset_at > time.time() else time.time() + DEFAULT_PAUSE_SECONDS
         pipe.set(keys.paused(self._portal.id, method.lower()), 1, pxat=int(until * 1000))
+        metrics.count(self._portal.id, "operating_pauses", method=method.lower())
         log.warning("bitrix.method_paused", method=method, until=round(until))
 
 

@@ -12,6 +12,7 @@ import structlog
 from flask import Blueprint, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 
+import metrics
 from handlers.coalesce import coalesce
 from handlers.errors import IntakeError, MalformedEvent, PayloadTooLarge
 from handlers.parse import Event
@@ -36,6 +37,7 @@ def receive_event() -> tuple[Response, int]:
     verify_member(event.member_id, rt.portal.member_id)
     if event.name not in rt.rules.subscribed_events:
         log.info("intake.ignored", event_name=event.name)
+        metrics.count(rt.portal.id, "events", outcome="ignored")
         return jsonify(status="ignored", event_id=event.event_id, reason="no rule subscribes to this event"), 200
     if event.task_id is None:
         raise MalformedEvent("no task id in data[FIELDS_AFTER][ID] or data[FIELDS_BEFORE][ID]")
@@ -45,6 +47,7 @@ def receive_event() -> tuple[Response, int]:
     except RedisError as exc:
         return _spool(rt, {"event_name": event.name, "task_id": event.task_id, "event_id": event.event_id}, exc)
     log.info(f"intake.{status}", event_name=event.name)
+    metrics.count(rt.portal.id, "events", outcome=status)
     body: dict[str, Any] = {"status": status, "event_id": event.event_id}
     if status == "queued":
         body["jobs"] = 1
@@ -61,6 +64,7 @@ def _spool(rt: Runtime, record: dict[str, Any], cause: Exception) -> tuple[Respo
         return jsonify(status="unavailable", event_id=record["event_id"], reason="queue and spool unavailable"), 503
     spool.start_drainer(rt.redis, queue_spooled(rt))
     log.warning("intake.spooled", redis_error=type(cause).__name__)
+    metrics.count(rt.portal.id, "events", outcome="spooled")
     return jsonify(status="spooled", event_id=record["event_id"]), 202
 
 
@@ -75,6 +79,7 @@ def queue_spooled(rt: Runtime) -> Callable[[dict[str, Any]], str]:
 @bp.errorhandler(IntakeError)
 def intake_error(error: IntakeError) -> tuple[Response, int]:
     log.info("intake.rejected", status=error.status_code, reason=error.message)
+    metrics.count(current_app.extensions["taskwarden"].portal.id, "events", outcome="rejected")
     return jsonify(error.to_dict()), error.status_code
 
 

@@ -116,14 +116,15 @@ def live_app(app: Flask) -> Iterator[str]:
 
 def run_worker(app: Flask, max_jobs: int | None = None) -> None:
     """Run queued jobs in this process until the queues are empty (RQ's SimpleWorker, burst mode)."""
-    from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
     import keys
+    from workers.worker import TaskwardenSimpleWorker
 
     rt = app.extensions["taskwarden"]
     queues = [rt.queue(keys.EVALUATION_QUEUE), rt.queue(keys.SWEEP_QUEUE)]
-    SimpleWorker(queues, connection=rt.redis, serializer=JSONSerializer).work(burst=True, max_jobs=max_jobs)
+    TaskwardenSimpleWorker(queues, connection=rt.redis, serializer=JSONSerializer).work(burst=True,
+                                                                                         max_jobs=max_jobs)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ not from task events. Each field is looked up by FIELD_NAME; only MANDATORY is w
 from __future__ import annotations
 
 import audit
+import metrics
 import report
 from audit import Decision
 from bitrix import userfields
@@ -28,6 +29,8 @@ def enforce_definitions(rt: Runtime, *, cause: str = "sweep", rules: list[Rule] 
     found = userfields.definitions_by_name(rt.client.run(userfields.list_definitions()))
     decisions = [decision for rule in rules for decision in _check_rule(rt, rule, found, cause, dry_run)]
     audit.record(rt.redis, rt.portal.id, decisions, rt.settings.taskwarden_audit_max_decisions)
+    for decision in decisions:
+        metrics.count(rt.portal.id, "decisions", rule=decision.rule, outcome=decision.outcome)
     report.update(rt.redis, rt.portal.id, [rule.name for rule in rules], [DEFINITIONS_TASK_ID], decisions)
     return decisions
 

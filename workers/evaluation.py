@@ -15,6 +15,7 @@ import structlog
 
 import audit
 import keys
+import metrics
 import report
 from audit import Decision
 from bitrix import elapsed, tasks
@@ -80,6 +81,8 @@ def evaluate_states(rt: Runtime, states: list[TaskState], trigger: Trigger, *, r
     audit.record(rt.redis, rt.portal.id, decisions, rt.settings.taskwarden_audit_max_decisions)
     report.update(rt.redis, rt.portal.id, [rule.name for rule in rules], [state.task.id for state in states],
                   decisions)
+    for (rule_name, outcome), count in Counter((d.rule, d.outcome) for d in decisions).items():
+        metrics.count(rt.portal.id, "decisions", count, rule=rule_name, outcome=outcome)
     missed = Counter(d.rule for d in decisions if d.missed_by_events)
     for rule_name, count in missed.items():
         rt.redis.hincrby(keys.missed_by_events(rt.portal.id), rule_name, count)

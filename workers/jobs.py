@@ -17,6 +17,7 @@ from rq import Queue, Retry
 from rq.job import Job
 
 import keys
+import metrics
 import runtime
 from bitrix.errors import OperationTimeLimit
 from workers.evaluation import Trigger, evaluate_tasks
@@ -70,6 +71,7 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
         enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name,
                            event_id=event_id, delay_seconds=BUSY_RETRY_SECONDS)
         log.info("evaluation.busy", task_id=task_id)
+        metrics.count(portal_id, "evaluations", outcome="busy")
         return {"status": "busy"}
     try:
         rt.redis.delete(keys.pending(portal_id, task_id))
@@ -81,9 +83,11 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
         enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name,
                            event_id=event_id, delay_seconds=delay)
         log.warning("evaluation.method_paused", method=paused.method, retry_in=round(delay))
+        metrics.count(portal_id, "evaluations", outcome="paused")
         return {"status": "paused", "method": paused.method}
     finally:
         lock.release()
+    metrics.count(portal_id, "evaluations", outcome="done")
     outcomes = [d.outcome for d in decisions]
     log.info("evaluation.done", task_id=task_id, decisions=len(decisions),
              changed=outcomes.count("changed"), requests=rt.client.stats.requests)

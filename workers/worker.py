@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from rq import Worker
+from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
 import keys
+import metrics
 from runtime import Runtime
 
 WORKER_TTL_SECONDS = 30
@@ -22,19 +23,31 @@ JOB_HEARTBEAT_GRACE_SECONDS = 15
 with a 5 s heartbeat, 15 s of grace is plenty, and a killed job is rerun in well under 90 s."""
 
 
-class TaskwardenWorker(Worker):
-    """An RQ worker that binds each job's log context (job id, task, event) before running it."""
-
-    def get_heartbeat_ttl(self, job: Any) -> int:
-        return int(super().get_heartbeat_ttl(job)) - 60 + JOB_HEARTBEAT_GRACE_SECONDS
+class JobContextMixin:
+    """Binds each job's log context (job id, task, event) and flushes its metrics when it ends."""
 
     def perform_job(self, job: Any, queue: Any, *args: Any, **kwargs: Any) -> bool:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(job_id=job.id, queue=queue.name, **job.meta.get("log_ctx", {}))
         try:
-            return super().perform_job(job, queue, *args, **kwargs)
+            ok = super().perform_job(job, queue, *args, **kwargs)  # type: ignore[misc]
+            if not ok:
+                metrics.count(job.meta.get("log_ctx", {}).get("portal", "-"), "evaluations", outcome="failed")
+            return ok
         finally:
+            metrics.flush(self.connection)  # type: ignore[attr-defined]  # the horse exits after this job
             structlog.contextvars.clear_contextvars()
+
+
+class TaskwardenWorker(JobContextMixin, Worker):
+    """Our RQ worker: a forked work horse per job, quick recovery of jobs whose worker was killed."""
+
+    def get_heartbeat_ttl(self, job: Any) -> int:
+        return int(super().get_heartbeat_ttl(job)) - 60 + JOB_HEARTBEAT_GRACE_SECONDS
+
+
+class TaskwardenSimpleWorker(JobContextMixin, SimpleWorker):
+    """The same, running jobs in its own process (tests, and debugging a job step by step)."""
 
 
 def build_worker(rt: Runtime, queue_names: tuple[str, ...] = (keys.EVALUATION_QUEUE, keys.SWEEP_QUEUE),
