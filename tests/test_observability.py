@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -135,3 +136,29 @@ class TestDashboard:
         """Without TASKWARDEN_ADMIN_TOKEN the dashboard does not exist (404)."""
         app = make_app(taskwarden_admin_token=None)
         assert app.test_client().get("/rq/", headers={"Authorization": "Bearer x"}).status_code == 404
+
+
+class TestStatus:
+    def test_one_screen_and_json(self, app: Flask, runner: Any, sandbox: Any, redis: Redis) -> None:
+        """status shows queues, budget, paused methods, sweeps with cursors, failures and recent decisions."""
+        import keys
+        from workers.sweeps import run_sweep
+
+        rt = app.extensions["taskwarden"]
+        task_id = sandbox.add_task(TITLE="t")
+        sandbox.add_entry(task_id, 40000, "x")
+        run_sweep(rt, "entries")
+        rt.queue().enqueue(evaluate_task, kwargs={"portal_id": "elsewhere", "task_id": 1})
+        run_worker(app)
+        enqueue_evaluation(rt.queue(), rt.portal.id, 5)
+        redis.set(keys.paused(rt.portal.id, "tasks.task.list"), 1, px=120_000)
+        text = runner.invoke(args=["status"]).output
+        assert "taskwarden-evaluations" in text and "queued     1" in text and "failed    1" in text
+        assert "paused tasks.task.list until" in text
+        assert "entries" in text and "last_id" in text
+        assert "LookupError: unknown portal 'elsewhere'" in text
+        assert "Decisions in the last hour: changed 1" in text
+        data = json.loads(runner.invoke(args=["status", "--json"]).output)
+        assert data["budget"]["tokens_left"] <= data["budget"]["burst"] == 50
+        assert data["decisions_last_hour"] == {"changed": 1}
+        assert [s["kind"] for s in data["sweeps"]] == ["entries", "tasks", "full"]

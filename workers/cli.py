@@ -130,6 +130,22 @@ def failed_command(requeue: bool, job_ids: tuple[str, ...]) -> None:
         click.echo("no failed jobs")
 
 
+
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@with_appcontext
+def status_command(as_json: bool) -> None:
+    """One screen: queues, workers, budget, sweeps, failed jobs, recent decisions."""
+    import json
+
+    from workers.status import collect_status, render
+
+    status = collect_status(current_app.extensions["taskwarden"])
+    click.echo(json.dumps(status, indent=2, default=str) if as_json else render(status))
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(audit_command)
@@ -137,3 +153,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(reconcile_command)
     app.cli.add_command(scheduler_command)
     app.cli.add_command(failed_command)
+    app.cli.add_command(status_command)
