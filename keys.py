@@ -107,3 +107,8 @@ def spool_mark(portal: str, digest: str) -> str:
 def metrics(portal: str) -> str:
     """Counters for /metrics (a hash: [name, labels] as JSON -> value), summed over all processes."""
     return _key(portal, "metrics")
+
+
+def scheduler_heartbeat(portal: str, hostname: str) -> str:
+    """Refreshed by a scheduler process on every tick (its container health check reads it)."""
+    return _key(portal, "scheduler", hostname)

@@ -146,6 +146,22 @@ def status_command(as_json: bool) -> None:
     click.echo(json.dumps(status, indent=2, default=str) if as_json else render(status))
 
 
+
+
+
+@click.command("health")
+@click.argument("process", type=click.Choice(("worker", "scheduler")))
+@with_appcontext
+def health_command(process: str) -> None:
+    """Exit 0 when a PROCESS of this host is alive (container health checks), else 1."""
+    from workers.liveness import scheduler_alive, worker_alive
+
+    rt = current_app.extensions["taskwarden"]
+    alive = worker_alive(rt) if process == "worker" else scheduler_alive(rt)
+    click.echo(f"{process}: {'alive' if alive else 'not alive'}")
+    raise SystemExit(0 if alive else 1)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(audit_command)
@@ -154,3 +170,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(scheduler_command)
     app.cli.add_command(failed_command)
     app.cli.add_command(status_command)
+    app.cli.add_command(health_command)

@@ -18,6 +18,7 @@ from rq.exceptions import DuplicateJobError
 import keys
 from runtime import Runtime
 from workers.jobs import enqueue_sweep
+from workers.liveness import scheduler_beat
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +65,7 @@ def run_scheduler(rt: Runtime, stop: threading.Event | None = None, tick_seconds
     while not stop.is_set():
         try:
             tick(rt)
+            scheduler_beat(rt)
         except Exception:  # a Redis hiccup must not end the scheduler; the next tick retries
             log.exception("scheduler.tick_failed")
         stop.wait(tick_seconds - time.time() % tick_seconds)
