@@ -66,8 +66,9 @@ def split_control(params: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
     return cleaned, start
 
 
-def v3_params(request: Request) -> dict[str, Any]:
-    """The JSON object body of a REST 3.0 call; a GET without body is `{}`.
+def v3_params(request: Request, method: str = "") -> dict[str, Any]:
+    """The JSON object body of a REST 3.0 call; a GET without body is `{}`. The v3 `batch` takes a JSON
+    array, handed to its handler as `{"_items": [...]}`.
 
     Raises:
         InvalidJson: the body is not JSON (form bodies included) or not an object.
@@ -81,6 +82,8 @@ def v3_params(request: Request) -> dict[str, Any]:
         body = json.loads(raw) if raw else {}
     except ValueError as exc:
         raise InvalidJson(str(exc)) from exc
+    if method == "batch" and isinstance(body, list):
+        return {"_items": body}
     if not isinstance(body, dict):
         raise InvalidJson("the body must be a JSON object")
     return body

@@ -78,7 +78,7 @@ def _checks(the_portal: Portal, parts: list[str], req: _Request) -> tuple[Respon
         req.api = "classic"  # a portal without REST 3.0 answers like any unknown classic method
         return _error(req, method_not_found()), None
     try:
-        req.params, req.start = _params(req.api)
+        req.params, req.start = _params(req.api, req.method)
     except decode.InvalidJson as exc:
         return _error(req, V3Error(400, "INVALIDJSONEXCEPTION", f"Invalid JSON: {exc}")), None
     req.entry["params"] = execute.log_params(req.api, req.method, req.params)
@@ -97,9 +97,9 @@ def _authorized(parts: list[str], user_id: str, secret: str) -> bool:
         parts[1].encode(), secret.encode())
 
 
-def _params(api: str) -> tuple[dict[str, Any], int | None]:
+def _params(api: str, method: str) -> tuple[dict[str, Any], int | None]:
     if api == "v3":
-        return decode.v3_params(request), None
+        return decode.v3_params(request, method), None
     return decode.split_control(decode.classic_params(request))
 
 

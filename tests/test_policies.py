@@ -251,3 +251,33 @@ class TestReport:
     def test_report_needs_the_token(self, client: Any) -> None:
         """/report is behind the admin token like /audit."""
         assert client.get("/report").status_code == 401
+
+
+class TestDeadlineBatches:
+    def test_many_deadlines_share_v3_batches(self, make_app: Callable[..., Flask], sandbox: Any) -> None:
+        """A sweep writing 60 deadlines sends two REST 3.0 batch requests (50 + 10), not 60 requests."""
+        from workers.sweeps import run_sweep
+
+        app = make_app(DEADLINE_RULES.format(mode="enforce"))
+        created = dt.datetime(2026, 1, 16, 15, 0, tzinfo=BERLIN)
+        ids = [sandbox.add_task(TITLE=f"t{i}", CREATED_DATE=created) for i in range(60)]
+        run_sweep(app.extensions["taskwarden"], "tasks")
+        writes = [r for r in sandbox.requests() if r["api"] == "v3"]
+        assert [(r["method"], len(r["commands"])) for r in writes] == [("batch", 50), ("batch", 10)]
+        assert {sandbox.task(i)["DEADLINE"] for i in ids} == {dt.datetime(2026, 1, 21, 18, 0, tzinfo=BERLIN)}
+
+    def test_failed_v3_batch_falls_back_to_single_writes(self, make_app: Callable[..., Flask],
+                                                         sandbox: Any) -> None:
+        """An item failing aborts a v3 batch without saying which; each write is then sent alone."""
+        from workers.sweeps import run_sweep
+
+        app = make_app(DEADLINE_RULES.format(mode="enforce"))
+        created = dt.datetime(2026, 1, 16, 15, 0, tzinfo=BERLIN)
+        ids = [sandbox.add_task(TITLE=f"t{i}", CREATED_DATE=created) for i in range(3)]
+        sandbox.fault("tasks.task.update", status=403, error="BITRIX_REST_V3_EXCEPTION_ACCESSDENIEDEXCEPTION",
+                      envelope="v3", in_batch=True, times=1)
+        run_sweep(app.extensions["taskwarden"], "tasks")
+        v3 = [(r["method"], r["status"]) for r in sandbox.requests() if r["api"] == "v3"]
+        assert v3[0][0] == "batch" and v3[0][1] == 403
+        assert [m for m, _s in v3[1:]] == ["tasks.task.update"] * 3
+        assert {sandbox.task(i)["DEADLINE"] for i in ids} == {dt.datetime(2026, 1, 21, 18, 0, tzinfo=BERLIN)}

@@ -134,3 +134,30 @@ class TestBatch:
                                         "b": f"tasks.task.get?taskId={task_id}"})
         assert result["result_error"]["a"]["error"] == "INTERNAL_SERVER_ERROR"
         assert "b" in result["result"]
+
+
+class TestV3Batch:
+    def url(self, server: RunningSandbox) -> str:
+        return f"{server.url}/rest/api/{server.config.user_id}/{server.config.secret}/batch"
+
+    def test_results_in_call_order(self, sandbox: SandboxControl, sandbox_server: RunningSandbox) -> None:
+        """A JSON array of calls answers a list of results in the same order."""
+        first, second = sandbox.add_task(TITLE="a"), sandbox.add_task(TITLE="b")
+        body = [{"method": "tasks.task.get", "query": {"id": second}},
+                {"method": "tasks.task.update", "query": {"id": first, "fields": {"title": "renamed"}}}]
+        answer = requests.post(self.url(sandbox_server), json=body, timeout=5)
+        assert answer.status_code == 200
+        result = answer.json()["result"]
+        assert result[0]["item"]["id"] == second and result[1] == {"result": True}
+        assert sandbox.task(first)["TITLE"] == "renamed"
+
+    def test_first_failure_aborts(self, sandbox: SandboxControl, sandbox_server: RunningSandbox) -> None:
+        """The failing item's envelope is the answer; items before it ran, items after it did not."""
+        ok, later = sandbox.add_task(TITLE="a"), sandbox.add_task(TITLE="b")
+        body = [{"method": "tasks.task.update", "query": {"id": ok, "fields": {"title": "done"}}},
+                {"method": "tasks.task.update", "query": {"id": 999999, "fields": {"title": "x"}}},
+                {"method": "tasks.task.update", "query": {"id": later, "fields": {"title": "never"}}}]
+        answer = requests.post(self.url(sandbox_server), json=body, timeout=5)
+        assert answer.status_code == 403
+        assert answer.json()["error"]["code"].endswith("ACCESSDENIEDEXCEPTION")
+        assert (sandbox.task(ok)["TITLE"], sandbox.task(later)["TITLE"]) == ("done", "b")

@@ -1,8 +1,11 @@
-"""Send the writes of one evaluation pass: classic commands batched, REST 3.0 ones one by one.
+"""Send the writes of one evaluation pass: classic commands batched, REST 3.0 ones in v3 batches.
 
-Deadline writes go through REST 3.0 with an ``Idempotency-Key``; a portal without v3 answers
-ERROR_METHOD_NOT_FOUND once, the classic fallback is used, and the answer is remembered per portal
-(for a day, so a portal that gains v3 is noticed) instead of probing on every write.
+Deadline writes go through REST 3.0. One write goes alone with an ``Idempotency-Key``; several go in
+REST 3.0 batches of 50. A v3 batch that fails does not say which item failed, so its items are then
+sent one by one (each with its key; writes are absolute values, so repeating one that already
+succeeded is harmless). A portal without v3 answers ERROR_METHOD_NOT_FOUND once: the classic fallback
+commands join the classic batch, and the answer is remembered per portal (for a day, so a portal that
+gains v3 is noticed) instead of probing on every write.
 """
 
 from __future__ import annotations
@@ -11,50 +14,74 @@ import datetime as dt
 import hashlib
 
 import keys
-from bitrix.batch import Command
+from bitrix.batch import MAX_COMMANDS, Command
 from bitrix.errors import BitrixError, MethodNotFound
 from runtime import Runtime
 
 V3_MEMORY_SECONDS = 86400
+Write = tuple[Command, str | None]
 
 
-def send_writes(rt: Runtime, writes: dict[str, tuple[Command, str | None]]) -> dict[str, BitrixError]:
+def send_writes(rt: Runtime, writes: dict[str, Write]) -> dict[str, BitrixError]:
     """Send every write; returns the errors by key (absent key: the write succeeded)."""
     has_v3 = portal_has_v3(rt)
-    batched: dict[str, Command] = {}
-    singles: dict[str, tuple[Command, str | None]] = {}
+    classic: dict[str, Command] = {}
+    v3: dict[str, Write] = {}
     for key, (command, idempotency_key) in writes.items():
         if command.v3 and has_v3 is False and command.fallback is not None:
-            command = command.fallback
-        if command.v3:
-            singles[key] = (command, idempotency_key)
+            classic[key] = command.fallback
+        elif command.v3:
+            v3[key] = (command, idempotency_key)
         else:
-            batched[key] = command
-    errors = rt.client.batch(batched).errors if batched else {}
-    for key, (command, idempotency_key) in singles.items():
-        error = _send_v3(rt, command, idempotency_key)
-        if error is not None:
-            errors[key] = error
+            classic[key] = command
+    errors: dict[str, BitrixError] = {}
+    if v3:
+        v3_errors, fallbacks = _send_v3(rt, v3)
+        errors.update(v3_errors)
+        classic.update(fallbacks)
+    if classic:
+        errors.update(rt.client.batch(classic).errors)
     return errors
 
 
-def _send_v3(rt: Runtime, command: Command, idempotency_key: str | None) -> BitrixError | None:
-    use_v3 = portal_has_v3(rt) is not False
+def _send_v3(rt: Runtime, writes: dict[str, Write]) -> tuple[dict[str, BitrixError], dict[str, Command]]:
+    """Returns the errors, and the classic fallbacks to send when the portal turned out to have no v3."""
+    errors: dict[str, BitrixError] = {}
+    fallbacks: dict[str, Command] = {}
+    items = list(writes.items())
+    for start in range(0, len(items), MAX_COMMANDS):
+        chunk = items[start:start + MAX_COMMANDS]
+        if len(chunk) > 1 and portal_has_v3(rt) is not False:
+            try:
+                rt.client.call("batch", [{"method": c.method, "query": c.params} for _k, (c, _i) in chunk], v3=True)
+                remember_v3(rt, True)
+                continue
+            except MethodNotFound:
+                remember_v3(rt, False)
+            except BitrixError as failed:
+                if failed.retryable:  # the portal is struggling: the job is retried as a whole
+                    errors.update({key: failed for key, _write in chunk})
+                    continue
+        for key, (command, idempotency_key) in chunk:
+            error = _send_one(rt, command, idempotency_key)
+            if isinstance(error, MethodNotFound) and command.fallback is not None:
+                fallbacks[key] = command.fallback
+            elif error is not None:
+                errors[key] = error
+    return errors, fallbacks
+
+
+def _send_one(rt: Runtime, command: Command, idempotency_key: str | None) -> BitrixError | None:
+    if portal_has_v3(rt) is False:
+        return MethodNotFound(command.method, "ERROR_METHOD_NOT_FOUND", "the portal has no REST 3.0 API")
     try:
-        if use_v3:
-            rt.client.call(command.method, command.params, v3=True, idempotency_key=idempotency_key)
-            remember_v3(rt, True)
-            return None
-    except MethodNotFound:
+        rt.client.call(command.method, command.params, v3=True, idempotency_key=idempotency_key)
+    except MethodNotFound as error:
         remember_v3(rt, False)
+        return error
     except BitrixError as error:
         return error
-    if command.fallback is None:
-        return MethodNotFound(command.method, "ERROR_METHOD_NOT_FOUND", "no REST 3.0 API and no classic form")
-    try:
-        rt.client.run(command.fallback)
-    except BitrixError as error:
-        return error
+    remember_v3(rt, True)
     return None
 
 

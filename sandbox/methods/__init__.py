@@ -1,5 +1,5 @@
 """The simulated REST methods; importing this package fills the method tables in `sandbox.calls`."""
 
-from sandbox.methods import batch, elapsed, tasks_classic, tasks_v3, userfields
+from sandbox.methods import batch, batch_v3, elapsed, tasks_classic, tasks_v3, userfields
 
-__all__ = ["batch", "elapsed", "tasks_classic", "tasks_v3", "userfields"]
+__all__ = ["batch", "batch_v3", "elapsed", "tasks_classic", "tasks_v3", "userfields"]
