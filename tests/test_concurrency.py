@@ -39,8 +39,14 @@ def workers(app: Flask, sandbox_url: str, count: int, burst: bool) -> list[subpr
 
 
 def reads_of(sandbox: Any, task_id: int) -> int:
+    """How many read commands named this task (evaluations read tasks with tasks.task.list by ID)."""
     return sum(1 for r in sandbox.requests() for c in r["commands"]
-               if c["method"] == "tasks.task.get" and c["params"].get("taskId") in (task_id, str(task_id)))
+               if c["method"] == "tasks.task.list" and str(task_id) in map(str, _ids(c["params"])))
+
+
+def _ids(params: dict[str, Any]) -> list[Any]:
+    wanted = params.get("filter", {}).get("ID", [])
+    return list(wanted.values()) if isinstance(wanted, dict) else wanted if isinstance(wanted, list) else [wanted]
 
 
 class TestGuard:

@@ -74,7 +74,7 @@ class TestCapLoop:
         run_worker(app)
         log = sandbox.requests()
         assert [r["method"] for r in log] == ["batch", "batch"]
-        assert sorted(c["method"] for c in log[0]["commands"]) == ["task.elapseditem.getlist", "tasks.task.get"]
+        assert sorted(c["method"] for c in log[0]["commands"]) == ["task.elapseditem.getlist", "tasks.task.list"]
         assert [c["method"] for c in log[1]["commands"]] == ["task.elapseditem.update"] * 2
 
     def test_second_evaluation_writes_nothing(self, app: Flask, sandbox: Any, wired: str) -> None:

@@ -142,7 +142,7 @@ class TestMandatoryUserfields:
         evaluate(app, task_id)
         assert sandbox.task(task_id)["UF_PROJECT_CODE"] == "GEN-000"
         assert sandbox.task(task_id)["UF_COST_CENTER"] in (None, "")
-        [read] = [c for r in sandbox.requests() for c in r["commands"] if c["method"] == "tasks.task.get"][:1]
+        [read] = [c for r in sandbox.requests() for c in r["commands"] if c["method"] == "tasks.task.list"][:1]
         assert {"UF_PROJECT_CODE", "UF_COST_CENTER"} <= set(read["params"]["select"])
         outcome = {d["entity"]: d["outcome"] for d in decisions(app)}
         assert outcome == {"field:UF_PROJECT_CODE": "changed", "field:UF_COST_CENTER": "violation"}

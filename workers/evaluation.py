@@ -19,8 +19,10 @@ import metrics
 import report
 from audit import Decision
 from bitrix import elapsed, tasks
-from bitrix.batch import Command
+from bitrix.batch import BatchResult, Command
+from bitrix.elapsed import TimeEntry
 from bitrix.errors import AccessDenied, AuthError, BitrixError, OperationTimeLimit
+from bitrix.tasks import Task
 from config.rules import Rule, RuleSet
 from runtime import Runtime
 from workers.calendar import calendar_for
@@ -30,6 +32,9 @@ from workers.state import Needs, PolicyContext, Proposal, TaskState
 from workers.writes import idempotency_key, send_writes
 
 log = structlog.get_logger(__name__)
+
+READ_GROUP = 50
+"""Tasks per read command: ``tasks.task.list`` returns at most 50 rows."""
 
 @dataclass(frozen=True)
 class Trigger:
@@ -109,28 +114,57 @@ def policy_context(ruleset: RuleSet) -> PolicyContext:
 
 def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
                 trigger: Trigger) -> tuple[list[TaskState], list[Decision]]:
-    """Read each task (and its entries when needed) in shared batches; tasks the portal hides are skipped."""
+    """Read tasks 50 per command (``tasks.task.list`` by ID) and their entries 50 rows per command.
+
+    One batch request carries the tasks and the first page of entries of every group of 50 tasks; a
+    second one, only when some group has more than 50 entries, the remaining pages.
+    """
+    groups = [task_ids[start:start + READ_GROUP] for start in range(0, len(task_ids), READ_GROUP)]
     commands: dict[str, Command] = {}
-    for task_id in task_ids:
-        commands[f"t{task_id}"] = tasks.get(task_id, needs.userfields)
+    for index, group in enumerate(groups):
+        commands[f"t{index}"] = tasks.list_by_ids(group, needs.userfields)
         if needs.entries:
-            commands[f"e{task_id}"] = elapsed.list_for_task(task_id)
+            commands[f"e{index}.1"] = elapsed.list_for_tasks(group, page=1)
     answers = rt.client.batch(commands)
-    states: list[TaskState] = []
+    if needs.entries:
+        more = {f"e{index}.{page}": elapsed.list_for_tasks(group, page=page)
+                for index, group in enumerate(groups) if f"e{index}.1" not in answers.errors
+                for page in range(2, _pages(answers.totals.get(f"e{index}.1", 0)) + 1)}
+        if more:
+            answers.merge(rt.client.batch(more))
+    return _states(task_ids, groups, answers, trigger)
+
+
+def _pages(total: int) -> int:
+    return max(1, -(-total // elapsed.PAGE_SIZE))
+
+
+def _states(task_ids: list[int], groups: list[list[int]], answers: BatchResult,
+            trigger: Trigger) -> tuple[list[TaskState], list[Decision]]:
+    found: dict[int, Task] = {}
+    entries: dict[int, list[TimeEntry]] = {}
     failures: list[Decision] = []
+    for key, result in answers.results.items():
+        if key.startswith("t"):
+            found.update({task.id: task for task in tasks.tasks_from_list(result)})
+        else:
+            for entry in elapsed.entries_from_wire(result):
+                entries.setdefault(entry.task_id, []).append(entry)
+    failed_groups = {int(key[1:].split(".")[0]): error for key, error in answers.errors.items()}
+    for index, error in failed_groups.items():
+        failures += [_read_failure(task_id, error, trigger) for task_id in groups[index]]
+    unreadable = {task_id for index in failed_groups for task_id in groups[index]}
+    states = []
     for task_id in task_ids:
-        error = answers.errors.get(f"t{task_id}") or answers.errors.get(f"e{task_id}")
-        if error is not None:
-            failures.append(_read_failure(task_id, error, trigger))
+        if task_id in unreadable:
             continue
-        task = tasks.task_from_wire(answers.results.get(f"t{task_id}"))
-        if task is None:  # deleted or no longer visible to the webhook's user: recorded, not retried
+        if task_id not in found:  # deleted or not visible to the webhook's user: recorded, not retried
             log.info("evaluation.task_not_visible", task_id=task_id)
             failures.append(Decision(rule="*", policy="*", mode="-", task_id=task_id, entity="task", before=None,
                                      after=None, outcome="error", cause=trigger.cause, event_id=trigger.event_id,
                                      detail="task not found or not visible to the webhook's user"))
             continue
-        states.append(TaskState(task, elapsed.entries_from_wire(answers.results.get(f"e{task_id}"))))
+        states.append(TaskState(found[task_id], entries.get(task_id, [])))
     return states, failures
 
 
