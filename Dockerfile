@@ -14,6 +14,6 @@ COPY --chown=10001:10001 . /app
 RUN mkdir -p /app/var/spool && chown -R 10001:10001 /app/var
 USER 10001
 EXPOSE 8000
-HEALTHCHECK --interval=15s --timeout=3s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
+# No image-wide HEALTHCHECK: workers and the scheduler serve no HTTP. docker-compose.yml sets one per
+# process type (/healthz for web, `flask --app app health worker|scheduler` for the others).
 CMD ["gunicorn", "-c", "config/gunicorn.py", "app:app"]

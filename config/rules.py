@@ -70,6 +70,14 @@ class SetIfMissing(_Strict):
     hours: PositiveInt | None = None
     at: dt.time | None = None
 
+    @field_validator("at", mode="before")
+    @classmethod
+    def _quoted_time(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted 17:00 as the number 1020 (sexagesimal), which would become 00:17.
+        if value is not None and not isinstance(value, str | dt.time):
+            raise ValueError('write the time of day in quotes, e.g. at: "17:00"')
+        return value
+
     @model_validator(mode="after")
     def _one_unit(self) -> SetIfMissing:
         if (self.workdays is None) == (self.hours is None):
@@ -217,7 +225,7 @@ class RuleSet(_Strict):
             return value
         for name, expression in value.items():
             if not isinstance(expression, str) or not croniter.is_valid(expression):
-                raise ValueError(f"sweeps.{name}: '{expression}' is not a cron expression")
+                raise ValueError(f"{name}: '{expression}' is not a cron expression")
         return {**DEFAULT_SWEEPS, **value}
 
     @property

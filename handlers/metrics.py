@@ -46,7 +46,7 @@ class RedisCollector(Collector):
             yield family
         yield self._hash_counter("missed_by_events", "Changes first made by a sweep that events should have "
                                  "brought, by rule.", keys.missed_by_events(portal), "rule")
-        violations = GaugeMetricFamily("taskwarden_lock_violations", "Times a task was evaluated twice at once.")
+        violations = CounterMetricFamily("taskwarden_lock_violations", "Times a task was evaluated twice at once.")
         violations.add_metric([], sum(float(v) for v in redis.hvals(keys.lock_violations(portal))))
         yield violations
         yield from self._queues()

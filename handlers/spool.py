@@ -4,7 +4,8 @@ Each process appends to its own JSON-lines file (``events-{host}-{pid}.jsonl``),
 before intake answers ``202 spooled``. When Redis answers again, a background thread drains it: each
 line is coalesced exactly as a fresh event would be, and marked in Redis so that a drain interrupted
 and run again does not queue it twice. A line that cannot be read is moved to ``rejected-*.jsonl``
-and reported, never dropped silently. Files left by a process that died are adopted at start.
+and reported, never dropped silently. Files left by a process that died are adopted at start, and so
+are stale files of another host name (a recreated container sharing the spool volume).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from redis.exceptions import RedisError
 log = structlog.get_logger(__name__)
 
 DRAIN_POLL_SECONDS = 1.0
+STALE_SECONDS = 120
+"""A file of another host untouched this long is adopted: a recreated container gets a new hostname."""
 MARK_TTL_SECONDS = 86400
 FIELDS = ("event_name", "task_id", "event_id")
 
@@ -111,7 +115,19 @@ class Spool:
                 return
 
     def _drain_file(self, redis: Redis, path: Path, handle: Handle, result: DrainResult) -> None:
-        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        # Read until the file stops growing: a writer that opened it just before we claimed it may
+        # still append one line after our first read.
+        done = 0
+        while True:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if len(lines) == done:
+                return
+            self._drain_lines(redis, path, lines[done:], done, handle, result)
+            done = len(lines)
+
+    def _drain_lines(self, redis: Redis, path: Path, lines: list[str], skipped: int, handle: Handle,
+                     result: DrainResult) -> None:
+        for number, line in enumerate(lines, skipped + 1):
             record = _parse(line)
             if record is None:
                 self._reject(path, number, line)
@@ -146,8 +162,10 @@ class Spool:
 
     def _ours_or_orphaned(self, path: Path) -> bool:
         parts = path.name.split(".")[0].split("-")  # events-{host}-{pid}
-        if len(parts) < 3 or "-".join(parts[1:-1]) != self._host or not parts[-1].isdigit():
+        if len(parts) < 3 or not parts[-1].isdigit():
             return False
+        if "-".join(parts[1:-1]) != self._host:
+            return _age(path) > STALE_SECONDS
         pid = int(parts[-1])
         return pid == os.getpid() or not _alive(pid)
 
@@ -162,6 +180,13 @@ def _parse(line: str) -> dict[str, Any] | None:
     if not isinstance(record["task_id"], int) or not isinstance(record["event_name"], str):
         return None
     return record
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _alive(pid: int) -> bool:

@@ -86,3 +86,23 @@ class TestOutage:
         poll(lambda: not orphan.exists() and not app.extensions["taskwarden_spool"].pending_files(),
              "the orphaned spool file to be drained", timeout=15)
         assert [job.kwargs["task_id"] for job in app.extensions["taskwarden"].queue().jobs] == [77]
+
+    def test_stale_file_of_another_host_adopted(self, make_app: Callable[..., Flask], redis: Redis,
+                                                tmp_path: Path) -> None:
+        """A recreated container has a new host name: stale files of other hosts are adopted, fresh ones not."""
+        import os
+        import time
+
+        spool_dir = tmp_path / "spool"
+        spool_dir.mkdir()
+        stale = spool_dir / "events-old_container-7.jsonl"
+        fresh = spool_dir / "events-live_container-8.jsonl"
+        for path, task_id in ((stale, 81), (fresh, 82)):
+            path.write_text(json.dumps({"event_name": "ONTASKUPDATE", "task_id": task_id, "event_id": "x"}) + "\n")
+        old = time.time() - 600
+        os.utime(stale, (old, old))
+        app = make_app()
+        poll(lambda: not stale.exists() and not app.extensions["taskwarden_spool"].pending_files(),
+             "the stale file to be adopted", timeout=15)
+        assert fresh.exists()
+        assert [job.kwargs["task_id"] for job in app.extensions["taskwarden"].queue().jobs] == [81]

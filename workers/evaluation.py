@@ -214,7 +214,7 @@ def _decide(plan: _Plan, written: bool, error: BitrixError | None, trigger: Trig
     else:
         outcome = "changed"
     # Time entries raise no event, so only task-data policies count as missed by events.
-    missed = (trigger.events_should_have_seen and plan.rule.policy != "elapsed_cap"
+    missed = (trigger.events_should_have_seen and bool(plan.rule.events) and plan.rule.policy != "elapsed_cap"
               and outcome in ("changed", "would_change"))
     decision = Decision(rule=plan.rule.name, policy=plan.rule.policy, mode="audit" if dry else plan.rule.mode,
                         task_id=plan.task_id, entity=proposal.entity, before=proposal.before, after=proposal.after,

@@ -29,22 +29,49 @@ return released
 """
 
 
+# KEYS: lock keys; ARGV[1]: token, ARGV[2]: TTL ms. Renews each key still holding our token.
+_RENEW = """
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('PEXPIRE', key, ARGV[2]) end
+end
+return 1
+"""
+
+
 @contextmanager
-def task_locks(redis: Redis, portal_id: str, task_ids: list[int], timeout_seconds: int) -> Iterator[list[int]]:
-    """Lock what can be locked now; yields the ids we hold (busy tasks are left to their evaluation)."""
+def task_locks(redis: Redis, portal_id: str, task_ids: list[int], ttl_seconds: int) -> Iterator[list[int]]:
+    """Lock what can be locked now; yields the ids we hold (busy tasks are left to their evaluation).
+
+    The TTL is short and a keeper thread renews it while we hold the locks, so a killed sweep frees
+    its tasks within ``ttl_seconds`` instead of blocking their events for the sweep's whole timeout.
+    """
     token = uuid.uuid4().hex.encode()
     lock_keys = [keys.task_lock(portal_id, task_id) for task_id in task_ids]
     pipe = redis.pipeline(transaction=False)
     for key in lock_keys:
-        pipe.set(key, token, nx=True, px=timeout_seconds * 1000)
+        pipe.set(key, token, nx=True, px=ttl_seconds * 1000)
     taken = pipe.execute()
     held = [task_id for task_id, ok in zip(task_ids, taken, strict=True) if ok]
+    mine = [key for key, ok in zip(lock_keys, taken, strict=True) if ok]
+    stop = threading.Event()
+    keeper = threading.Thread(target=_renew_until, args=(redis, mine, token, ttl_seconds, stop), daemon=True)
+    if mine:
+        keeper.start()
     try:
         yield held
     finally:
-        mine = [key for key, ok in zip(lock_keys, taken, strict=True) if ok]
+        stop.set()
         if mine:
+            keeper.join(timeout=5)
             redis.eval(_RELEASE, len(mine), *mine, token)
+
+
+def _renew_until(redis: Redis, lock_keys: list[str], token: bytes, ttl_seconds: int, stop: threading.Event) -> None:
+    while not stop.wait(ttl_seconds / 3):
+        try:
+            redis.eval(_RENEW, len(lock_keys), *lock_keys, token, ttl_seconds * 1000)
+        except RedisError:
+            log.warning("lock.renew_failed", locks=len(lock_keys))
 
 
 class KeptLock:

@@ -30,14 +30,15 @@ from config.rules import Rule
 from runtime import Runtime
 from workers.definitions import enforce_definitions
 from workers.evaluation import Trigger, evaluate_states, evaluate_tasks, needs_of
-from workers.locks import task_locks
+from workers.locks import KeptLock, task_locks
 from workers.state import TaskState
 
 log = structlog.get_logger(__name__)
 
 KINDS = ("entries", "tasks", "full")
-SWEEP_TIMEOUT_SECONDS = 3600
-"""Longest a sweep may run; its lock expires after this even if its worker was killed."""
+LOCK_TTL_SECONDS = 60
+"""TTL of a sweep's locks (its kind's, and its tasks'), renewed while it runs: a killed sweep frees them
+within a minute."""
 TASKS_PER_PASS = 250
 """Tasks evaluated together: their reads and writes share batch requests (50 commands each)."""
 
@@ -85,8 +86,8 @@ def run_sweep(rt: Runtime, kind: str, *, rule_name: str | None = None, dry_run: 
     """
     if kind not in KINDS:
         raise ValueError(f"unknown sweep {kind!r}")
-    lock = rt.redis.lock(keys.sweep_lock(rt.portal.id, kind), timeout=SWEEP_TIMEOUT_SECONDS)
-    if not lock.acquire(blocking=False):
+    lock = KeptLock(rt.redis, keys.sweep_lock(rt.portal.id, kind), LOCK_TTL_SECONDS)
+    if not lock.acquire():
         raise SweepBusy(kind)
     stats = SweepStats(kind, dry_run=dry_run or rt.settings.taskwarden_dry_run)
     started, requests_before = time.monotonic(), rt.client.stats.requests
@@ -99,7 +100,7 @@ def run_sweep(rt: Runtime, kind: str, *, rule_name: str | None = None, dry_run: 
     rules = [rule for rule in rt.rules.rules if rule.sweep and rule_name in (None, rule.name)]
     try:
         cursor = {"entries": _entries, "tasks": _tasks, "full": _full}[kind](rt, rules, stats, report)
-        if not stats.dry_run:
+        if not dry_run:  # --dry-run keeps the cursor; TASKWARDEN_DRY_RUN is audit mode and moves on
             _save_cursor(rt, kind, cursor)
     finally:
         lock.release()
@@ -123,7 +124,7 @@ def _entries(rt: Runtime, rules: list[Rule], stats: SweepStats, report: Progress
         report(stats)
     trigger = Trigger("sweep", sweep="entries")
     for group in _groups(sorted(over)):
-        with task_locks(rt.redis, rt.portal.id, group, SWEEP_TIMEOUT_SECONDS) as held:
+        with task_locks(rt.redis, rt.portal.id, group, LOCK_TTL_SECONDS) as held:
             stats.skipped_busy += len(group) - len(held)
             stats.count(evaluate_tasks(rt, held, trigger, rules=caps, dry_run=stats.dry_run) if held else [])
             stats.evaluated += len(held)
@@ -186,7 +187,7 @@ def _evaluate_listed(rt: Runtime, rules: list[Rule], listed: list[Task], entries
     """Evaluate tasks already listed; entries come from the scan or are read per task (one command each)."""
     stats.tasks_seen += len(listed)
     by_id = {task.id: task for task in listed}
-    with task_locks(rt.redis, rt.portal.id, list(by_id), SWEEP_TIMEOUT_SECONDS) as held:
+    with task_locks(rt.redis, rt.portal.id, list(by_id), LOCK_TTL_SECONDS) as held:
         stats.skipped_busy += len(by_id) - len(held)
         if entries is None and needs_of(rt.rules, rules).entries:
             entries = _read_entries(rt, held)

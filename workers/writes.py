@@ -3,7 +3,8 @@
 Deadline writes go through REST 3.0. One write goes alone with an ``Idempotency-Key``; several go in
 REST 3.0 batches of 50. A v3 batch that fails does not say which item failed, so its items are then
 sent one by one (each with its key; writes are absolute values, so repeating one that already
-succeeded is harmless). A portal without v3 answers ERROR_METHOD_NOT_FOUND once: the classic fallback
+succeeded is harmless). A portal without v3 answers ERROR_METHOD_NOT_FOUND once (a webhook whose scopes do not cover v3:
+insufficient_scope): the classic fallback
 commands join the classic batch, and the answer is remembered per portal (for a day, so a portal that
 gains v3 is noticed) instead of probing on every write.
 """
@@ -15,7 +16,7 @@ import hashlib
 
 import keys
 from bitrix.batch import MAX_COMMANDS, Command
-from bitrix.errors import BitrixError, MethodNotFound
+from bitrix.errors import AuthError, BitrixError, MethodNotFound
 from runtime import Runtime
 
 V3_MEMORY_SECONDS = 86400
@@ -56,15 +57,17 @@ def _send_v3(rt: Runtime, writes: dict[str, Write]) -> tuple[dict[str, BitrixErr
                 rt.client.call("batch", [{"method": c.method, "query": c.params} for _k, (c, _i) in chunk], v3=True)
                 remember_v3(rt, True)
                 continue
-            except MethodNotFound:
-                remember_v3(rt, False)
             except BitrixError as failed:
+                if _v3_unavailable(failed):
+                    remember_v3(rt, False)
+                    fallbacks.update({key: c.fallback for key, (c, _i) in chunk if c.fallback is not None})
+                    continue
                 if failed.retryable:  # the portal is struggling: the job is retried as a whole
                     errors.update({key: failed for key, _write in chunk})
                     continue
         for key, (command, idempotency_key) in chunk:
             error = _send_one(rt, command, idempotency_key)
-            if isinstance(error, MethodNotFound) and command.fallback is not None:
+            if error is not None and _v3_unavailable(error) and command.fallback is not None:
                 fallbacks[key] = command.fallback
             elif error is not None:
                 errors[key] = error
@@ -76,13 +79,19 @@ def _send_one(rt: Runtime, command: Command, idempotency_key: str | None) -> Bit
         return MethodNotFound(command.method, "ERROR_METHOD_NOT_FOUND", "the portal has no REST 3.0 API")
     try:
         rt.client.call(command.method, command.params, v3=True, idempotency_key=idempotency_key)
-    except MethodNotFound as error:
-        remember_v3(rt, False)
-        return error
     except BitrixError as error:
+        if _v3_unavailable(error):
+            remember_v3(rt, False)
         return error
     remember_v3(rt, True)
     return None
+
+
+def _v3_unavailable(error: BitrixError) -> bool:
+    """No REST 3.0 for us: the portal lacks it, or the webhook's scopes do not cover it (v3 documents
+    the scope as ``tasks`` where classic says ``task``). Either way the classic form is the answer."""
+    return isinstance(error, MethodNotFound) or (isinstance(error, AuthError)
+                                                 and "INSUFFICIENTSCOPE" in error.code.upper().replace("_", ""))
 
 
 def portal_has_v3(rt: Runtime) -> bool | None:
