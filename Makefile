@@ -39,3 +39,13 @@ fuzz: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-fuzz.txt
 	PYTHONPATH=. $(PY) fuzz/fuzz_intake.py -runs=$(FUZZ_RUNS) -max_len=4096
 	PYTHONPATH=. $(PY) fuzz/fuzz_rules.py -runs=$(FUZZ_RUNS) -max_len=4096
+
+# Benchmarks print one JSON line each; they are not timed tests. The bench Redis db is flushed before and after.
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/11
+.PHONY: bench bench-ingest
+
+bench: bench-ingest
+
+bench-ingest: install
+	$(PY) scripts/ensure_redis.py $(BENCH_REDIS_URL) --detach
+	$(PY) -m bench.ingest --redis-url $(BENCH_REDIS_URL)

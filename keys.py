@@ -112,3 +112,14 @@ def metrics(portal: str) -> str:
 def scheduler_heartbeat(portal: str, hostname: str) -> str:
     """Refreshed by a scheduler process on every tick (its container health check reads it)."""
     return _key(portal, "scheduler", hostname)
+
+
+def waiting(portal: str) -> str:
+    """Tasks with an evaluation queued (a set); a job claims others from it to evaluate them together."""
+    return _key(portal, "waiting")
+
+
+def inflight(portal: str, job_id: str) -> str:
+    """The tasks an evaluation job took along (a set), kept until its pass ends: a rerun after a kill
+    takes the same tasks up again."""
+    return _key(portal, "inflight", job_id)

@@ -40,6 +40,12 @@ def count(portal_id: str, name: str, amount: float = 1, **labels: str) -> None:
         _pending[key] = _pending.get(key, 0) + amount
 
 
+def discard_pending() -> None:
+    """Forget unflushed counts (tests start each case from an empty database)."""
+    with _lock:
+        _pending.clear()
+
+
 def flush(redis: Redis) -> None:
     """Write the pending counts to Redis in one pipeline; on failure they are kept for the next flush."""
     with _lock:

@@ -26,13 +26,17 @@ class Runtime:
     rules: RuleSet
     portal: Portal
     redis: Redis = field(repr=False)
+    _queues: dict[str, Queue] = field(default_factory=dict, repr=False)
 
     @cached_property
     def client(self) -> Client:
         return Client(self.portal, self.redis)
 
     def queue(self, name: str = keys.EVALUATION_QUEUE) -> Queue:
-        return Queue(name, connection=self.redis, serializer=JSONSerializer)
+        """The RQ queue, built once per process (intake asks for it on every event)."""
+        if name not in self._queues:
+            self._queues[name] = Queue(name, connection=self.redis, serializer=JSONSerializer)
+        return self._queues[name]
 
     def portal_by_id(self, portal_id: str) -> Portal:
         """Today one portal comes from the environment; jobs still name theirs explicitly."""

@@ -6,7 +6,8 @@ from redis import Redis
 from rq import Queue
 
 import keys
-from workers.jobs import PENDING_TTL_SECONDS, enqueue_evaluation
+from handlers.enqueue_script import queue_unless_pending
+from workers.jobs import PENDING_TTL_SECONDS
 
 
 def coalesce(redis: Redis, queue: Queue, portal_id: str, task_id: int, *, event_name: str,
@@ -14,12 +15,10 @@ def coalesce(redis: Redis, queue: Queue, portal_id: str, task_id: int, *, event_
     """``queued`` when this event starts an evaluation, ``duplicate`` when one is already waiting.
 
     The waiting evaluation reads the task's latest state when it runs, so the duplicate adds nothing.
+    The pending mark and the job are written by one script in one round trip, both or neither, so a
+    failure never leaves a mark without a job behind it (which would swallow events until it expired).
     """
-    if not redis.set(keys.pending(portal_id, task_id), event_id, nx=True, ex=PENDING_TTL_SECONDS):
-        return "duplicate"
-    try:
-        enqueue_evaluation(queue, portal_id, task_id, cause="event", event_name=event_name, event_id=event_id)
-    except Exception:
-        redis.delete(keys.pending(portal_id, task_id))  # no job waits, so the next event must enqueue
-        raise
-    return "queued"
+    queued = queue_unless_pending(redis, queue, portal_id, task_id, event_name=event_name, event_id=event_id,
+                                  pending_key=keys.pending(portal_id, task_id), pending_ttl=PENDING_TTL_SECONDS,
+                                  waiting_key=keys.waiting(portal_id))
+    return "queued" if queued else "duplicate"

@@ -17,11 +17,15 @@ CAP_SECONDS = 28_800
 
 
 def apply(portal: Portal, seed: Any) -> None:
-    """Load `seed`: "demo", N (N generated tasks), "N:M" (N tasks, M entries), or None/"" for an empty portal."""
+    """Load `seed`: "demo", N (N generated tasks), "N:M" (N tasks, M entries), "enforce:N" (the enforcement
+    benchmark's set), or None/"" for an empty portal."""
     if seed in (None, ""):
         return
     if seed == "demo":
         demo(portal)
+        return
+    if str(seed).startswith("enforce:"):
+        enforcement(portal, int(str(seed).split(":", 1)[1]))
         return
     try:
         count, _, entries = str(seed).partition(":")
@@ -29,6 +33,26 @@ def apply(portal: Portal, seed: Any) -> None:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"seed must be 'demo', N, N:M or empty, not {seed!r}") from exc
     generated(portal, *counts)
+
+
+def enforcement(portal: Portal, count: int) -> None:
+    """``count`` tasks with one time entry each, half of them needing exactly one change (bench/enforce.py).
+
+    Mixed policies, one sixth each: an entry over 8 h, no deadline, an empty UF_PROJECT_CODE; the other
+    half comply with the bench's rules (deadline 2 working days after creation, project code set).
+    """
+    ufdefs.add_definition(portal, {"FIELD_NAME": "PROJECT_CODE", "USER_TYPE_ID": "string", "LABEL": "Project code"})
+    created = _midnight() - timedelta(days=14)
+    for task_id in range(1, count + 1):
+        kind = task_id % 6
+        portal.tasks[task_id] = {
+            "ID": task_id, "TITLE": f"Bench task {task_id}", "STATUS": 2, "GROUP_ID": 0, "RESPONSIBLE_ID": 1,
+            "CREATED_BY": 1, "CREATED_DATE": created, "CHANGED_DATE": created,
+            "DEADLINE": None if kind == 2 else created + timedelta(days=1), "CLOSED_DATE": None,
+            "UF_PROJECT_CODE": "" if kind == 4 else "P-1",
+        }
+        _fast_entry(portal, task_id, CAP_SECONDS + 3600 if kind == 0 else 3600, created + timedelta(hours=2))
+    portal.next_ids["task"] = count + 1
 
 
 def demo(portal: Portal) -> None:

@@ -75,8 +75,10 @@ def make_app(tmp_path: Path, redis: Redis, sandbox_server: RunningSandbox) -> Ca
     """Build an app against the test Redis and the sandbox; ``rules`` is YAML text, settings by name."""
 
     def build(rules: str = DEFAULT_RULES, **settings: Any) -> Flask:
+        import metrics
         from app import create_app
 
+        metrics.discard_pending()  # counts of an earlier test must not land in this test's database
         rules_file = tmp_path / "rules.yaml"
         rules_file.write_text(rules)
         values = {"redis_url": TEST_REDIS_URL, "rules_file": str(rules_file), "sandbox_url": sandbox_server.url,

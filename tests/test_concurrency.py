@@ -52,7 +52,7 @@ def _ids(params: dict[str, Any]) -> list[Any]:
 class TestGuard:
     def test_violation_is_counted(self, redis: Redis) -> None:
         """The guard the tests rely on does notice two evaluations of one task at once."""
-        with concurrency_guard(redis, "p", 7), concurrency_guard(redis, "p", 7):
+        with concurrency_guard(redis, "p", [7]), concurrency_guard(redis, "p", [7]):
             pass
         assert redis.hgetall(keys.lock_violations("p")) == {b"7": b"1"}
 

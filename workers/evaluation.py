@@ -64,15 +64,20 @@ class RetryableEvaluationError(Exception):
 
 
 def evaluate_tasks(rt: Runtime, task_ids: list[int], trigger: Trigger, *, rules: list[Rule] | None = None,
-                   dry_run: bool = False) -> list[Decision]:
-    """Read ``task_ids`` and evaluate them once; returns (and audits) every decision made."""
+                   dry_run: bool = False, event_ids: dict[int, str] | None = None) -> list[Decision]:
+    """Read ``task_ids`` and evaluate them once; returns (and audits) every decision made.
+
+    ``event_ids`` names, per task, the event that queued it (tasks of one pass came by different events).
+    """
     rules = rt.rules.rules if rules is None else rules
     states, failures = read_states(rt, task_ids, needs_of(rt.rules, rules), trigger)
-    return evaluate_states(rt, states, trigger, rules=rules, dry_run=dry_run, failures=failures)
+    return evaluate_states(rt, states, trigger, rules=rules, dry_run=dry_run, failures=failures,
+                           event_ids=event_ids)
 
 
 def evaluate_states(rt: Runtime, states: list[TaskState], trigger: Trigger, *, rules: list[Rule] | None = None,
-                    dry_run: bool = False, failures: list[Decision] | None = None) -> list[Decision]:
+                    dry_run: bool = False, failures: list[Decision] | None = None,
+                    event_ids: dict[int, str] | None = None) -> list[Decision]:
     """Evaluate tasks whose state is already read (by ``read_states`` or a sweep's scan).
 
     ``rules`` limits the pass (default: all); ``dry_run`` makes every rule behave as ``mode: audit``.
@@ -81,7 +86,7 @@ def evaluate_states(rt: Runtime, states: list[TaskState], trigger: Trigger, *, r
     ctx = policy_context(rt.rules)
     today = dt.datetime.now(rt.rules.tz).date()
     plans = [plan for state in states for plan in _plan(rt.rules, rules, state, trigger, today, ctx)]
-    applied, transient = _apply(rt, plans, trigger, dry_run or rt.settings.taskwarden_dry_run)
+    applied, transient = _apply(rt, plans, trigger, dry_run or rt.settings.taskwarden_dry_run, event_ids or {})
     decisions = [*(failures or []), *applied]
     audit.record(rt.redis, rt.portal.id, decisions, rt.settings.taskwarden_audit_max_decisions)
     report.update(rt.redis, rt.portal.id, [rule.name for rule in rules], [state.task.id for state in states],
@@ -187,7 +192,8 @@ def _plan(ruleset: RuleSet, rules: list[Rule], state: TaskState, trigger: Trigge
             for proposal in policy(rule.policy).propose(ruleset.params(rule), state, ctx)]
 
 
-def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger, dry: bool) -> tuple[list[Decision], list[BitrixError]]:
+def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger, dry: bool,
+           event_ids: dict[int, str]) -> tuple[list[Decision], list[BitrixError]]:
     """Write the enforce-mode changes; audit mode and dry run only record them.
 
     Returns the decisions and the transient write errors (5xx and the like), which fail the job.
@@ -199,11 +205,13 @@ def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger, dry: bool) -> tupl
             key = idempotency_key(plan.rule.name, plan.task_id, plan.proposal.after, plan.changed)
             writes[f"w{i}"] = (command, key if command.v3 else None)
     errors = send_writes(rt, writes) if writes else {}
-    decisions = [_decide(plan, f"w{i}" in writes, errors.get(f"w{i}"), trigger, dry) for i, plan in enumerate(plans)]
+    decisions = [_decide(plan, f"w{i}" in writes, errors.get(f"w{i}"), trigger, dry,
+                         event_ids.get(plan.task_id, trigger.event_id)) for i, plan in enumerate(plans)]
     return decisions, [error for error in errors.values() if error.retryable]
 
 
-def _decide(plan: _Plan, written: bool, error: BitrixError | None, trigger: Trigger, dry: bool) -> Decision:
+def _decide(plan: _Plan, written: bool, error: BitrixError | None, trigger: Trigger, dry: bool,
+            event_id: str | None) -> Decision:
     proposal = plan.proposal
     if proposal.command is None:
         outcome = "violation"
@@ -218,7 +226,7 @@ def _decide(plan: _Plan, written: bool, error: BitrixError | None, trigger: Trig
               and outcome in ("changed", "would_change"))
     decision = Decision(rule=plan.rule.name, policy=plan.rule.policy, mode="audit" if dry else plan.rule.mode,
                         task_id=plan.task_id, entity=proposal.entity, before=proposal.before, after=proposal.after,
-                        outcome=outcome, cause=trigger.cause, event_id=trigger.event_id,
+                        outcome=outcome, cause=trigger.cause, event_id=event_id,
                         detail=str(error) if error is not None else proposal.detail, missed_by_events=missed)
     log.info(f"policy.{plan.rule.policy}.{outcome}", rule=plan.rule.name, task_id=plan.task_id,
              entity=proposal.entity, before=proposal.before, after=proposal.after)

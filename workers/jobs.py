@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import structlog
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
 import keys
@@ -21,7 +21,7 @@ import metrics
 import runtime
 from bitrix.errors import OperationTimeLimit
 from workers.evaluation import Trigger, evaluate_tasks
-from workers.locks import KeptLock, concurrency_guard
+from workers.locks import KeptLock, concurrency_guard, task_locks
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +32,10 @@ LOCK_TTL_SECONDS = 15
 LOCK_WAIT_SECONDS = 10
 """How long a job waits for the task's running evaluation before stepping back in the queue."""
 BUSY_RETRY_SECONDS = 5
+INFLIGHT_TTL_SECONDS = 86400
+"""How long the tasks of a pass stay noted for a rerun of its job (after a SIGKILL)."""
+MAX_TASKS_PER_PASS = 2500
+"""Tasks one evaluation job takes along: their reads (50 tasks per command) and writes share batches."""
 PENDING_TTL_SECONDS = 900
 """Safety expiry of the pending mark, should its job vanish (e.g. Redis data lost)."""
 RETRY_INTERVALS_SECONDS = (0, 30, 90)
@@ -45,7 +49,7 @@ RESULT_TTL_SECONDS = 3600
 def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str = "event",
                        event_name: str | None = None, event_id: str | None = None,
                        delay_seconds: float = 0, pipeline: Any = None) -> Job:
-    """Queue one evaluation of a task with our retry and TTL policy."""
+    """Queue one evaluation of a task with our retry and TTL policy, and list the task as waiting."""
     options: dict[str, Any] = {
         "kwargs": {"portal_id": portal_id, "task_id": task_id, "cause": cause, "event_name": event_name,
                    "event_id": event_id},
@@ -54,16 +58,33 @@ def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str
         "meta": {"log_ctx": {"task_id": task_id, "event_id": event_id, "portal": portal_id}},
         "description": f"evaluate task {task_id} ({cause})",
     }
+    if pipeline is not None:  # RQ watches keys on the pipeline first; ours comes after, in the same MULTI
+        job = queue.enqueue(evaluate_task, pipeline=pipeline, **options)
+        pipeline.sadd(keys.waiting(portal_id), task_id)
+        return job
+    queue.connection.sadd(keys.waiting(portal_id), task_id)  # before the job can be picked up
     if delay_seconds:
         return queue.enqueue_in(dt.timedelta(seconds=delay_seconds), evaluate_task, **options)
-    return queue.enqueue(evaluate_task, pipeline=pipeline, **options)
+    return queue.enqueue(evaluate_task, **options)
 
 
 def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name: str | None = None,
                   event_id: str | None = None) -> dict[str, Any]:
-    """Evaluate one task under its lock; returns a small summary (kept as the job's result)."""
+    """Evaluate this task, and with it up to MAX_TASKS_PER_PASS - 1 others that wait (one shared pass).
+
+    Every waiting task is in the portal's waiting set next to its own queued job. A job first takes its
+    own task out of the set: if it is gone, an earlier pass took it along and the job has nothing to do.
+    Otherwise it takes the task's lock, claims other waiting tasks (those whose lock is free), clears
+    their pending marks and evaluates them all together: reads and writes share batch requests.
+    """
     rt = runtime.current()
     rt.portal_by_id(portal_id)  # a job for a portal we do not serve fails loudly, it is not guessed at
+    job = get_current_job()
+    inflight = keys.inflight(portal_id, job.id if job else f"direct-{task_id}")
+    rerun = bool(rt.redis.exists(inflight))  # this job was killed mid-pass and is run again by RQ
+    if not rerun and not rt.redis.srem(keys.waiting(portal_id), task_id):
+        metrics.count(portal_id, "evaluations", outcome="coalesced")
+        return {"status": "coalesced"}
     lock = KeptLock(rt.redis, keys.task_lock(portal_id, task_id), LOCK_TTL_SECONDS)
     if not lock.acquire(blocking_timeout=LOCK_WAIT_SECONDS):
         # Another evaluation of this task runs long. Our pending mark stays set, so later events keep
@@ -74,9 +95,7 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
         metrics.count(portal_id, "evaluations", outcome="busy")
         return {"status": "busy"}
     try:
-        rt.redis.delete(keys.pending(portal_id, task_id))
-        with concurrency_guard(rt.redis, portal_id, task_id):
-            decisions = evaluate_tasks(rt, [task_id], Trigger(cause, event_name, event_id))
+        decisions, tasks_done = _shared_pass(rt, portal_id, task_id, inflight, Trigger(cause, event_name, event_id))
     except OperationTimeLimit as paused:
         # The portal blocked a method for a while: come back when it is open again, keeping our retries.
         delay = max(BUSY_RETRY_SECONDS, (paused.reset_at or 0) - time.time())
@@ -85,13 +104,77 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
         log.warning("evaluation.method_paused", method=paused.method, retry_in=round(delay))
         metrics.count(portal_id, "evaluations", outcome="paused")
         return {"status": "paused", "method": paused.method}
+    except BaseException:
+        rt.redis.sadd(keys.waiting(portal_id), task_id)  # RQ retries this job; it must find its task again
+        raise
     finally:
         lock.release()
-    metrics.count(portal_id, "evaluations", outcome="done")
+    metrics.count(portal_id, "evaluations", tasks_done, outcome="done")
     outcomes = [d.outcome for d in decisions]
-    log.info("evaluation.done", task_id=task_id, decisions=len(decisions),
+    log.info("evaluation.done", task_id=task_id, tasks=tasks_done, decisions=len(decisions),
              changed=outcomes.count("changed"), requests=rt.client.stats.requests)
-    return {"status": "done", "decisions": len(decisions), "outcomes": outcomes}
+    return {"status": "done", "tasks": tasks_done, "decisions": len(decisions), "outcomes": outcomes}
+
+
+def _shared_pass(rt: runtime.Runtime, portal_id: str, task_id: int, inflight: str,
+                 trigger: Trigger) -> tuple[list[Any], int]:
+    """Claim other waiting tasks, lock the free ones, evaluate them all with ours; returns decisions, count.
+
+    The claimed tasks are noted under this job's id (``inflight``) before anything else happens: if the
+    worker is killed, RQ runs the same job again and it takes the same tasks up, since their own jobs
+    may meanwhile have ended as "coalesced".
+    """
+    claimed = _claim(rt, portal_id, task_id, inflight)
+    with task_locks(rt.redis, portal_id, claimed, LOCK_TTL_SECONDS) as held:
+        busy = set(claimed) - set(held)
+        if busy:  # being evaluated elsewhere right now: a later pass takes them
+            rt.redis.sadd(keys.waiting(portal_id), *busy)
+        try:
+            triggers, event_ids = _triggers(rt, portal_id, task_id, held, trigger)
+            with concurrency_guard(rt.redis, portal_id, [task_id, *held]):
+                decisions = [d for each, ids in triggers.items()
+                             for d in evaluate_tasks(rt, ids, each, event_ids=event_ids)]
+        except BaseException:  # back to waiting (ours too: RQ retries this job, and it must find it)
+            rt.redis.sadd(keys.waiting(portal_id), task_id, *held)
+            rt.redis.delete(inflight)
+            raise
+    rt.redis.delete(inflight)
+    return decisions, 1 + len(held)
+
+
+def _claim(rt: runtime.Runtime, portal_id: str, task_id: int, inflight: str) -> list[int]:
+    """The other tasks of this pass: those of a killed earlier run of this job, else up to a pass's worth."""
+    noted = {int(raw) for raw in rt.redis.smembers(inflight)}
+    if noted:
+        return sorted(noted - {task_id})
+    claimed = [int(raw) for raw in rt.redis.spop(keys.waiting(portal_id), MAX_TASKS_PER_PASS - 1) or []]
+    pipe = rt.redis.pipeline()
+    pipe.sadd(inflight, task_id, *claimed)
+    pipe.expire(inflight, INFLIGHT_TTL_SECONDS)
+    pipe.execute()
+    return claimed
+
+
+def _triggers(rt: runtime.Runtime, portal_id: str, task_id: int, others: list[int],
+              own: Trigger) -> tuple[dict[Trigger, list[int]], dict[int, str]]:
+    """Clear the pending marks (after locking, before reading); group the tasks by the event that queued
+    them (rules subscribe per event name), and keep each task's own event id for the audit."""
+    pending = [keys.pending(portal_id, other) for other in others]
+    pipe = rt.redis.pipeline(transaction=False)
+    if pending:
+        pipe.mget(pending)
+    pipe.delete(keys.pending(portal_id, task_id), *pending)
+    results = pipe.execute()
+    marks = results[0] if pending else []
+    groups: dict[Trigger, list[int]] = {own: [task_id]}
+    event_ids: dict[int, str] = {task_id: own.event_id} if own.event_id else {}
+    for other, mark in zip(others, marks, strict=True):
+        event_id = mark.decode() if mark else None
+        name = event_id.split(":", 1)[0] if event_id else own.event_name
+        groups.setdefault(own if name == own.event_name else Trigger("event", name), []).append(other)
+        if event_id:
+            event_ids[other] = event_id
+    return groups, event_ids
 
 
 def _jittered() -> list[int]:

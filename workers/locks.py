@@ -113,20 +113,25 @@ class KeptLock:
 
 
 @contextmanager
-def concurrency_guard(redis: Redis, portal_id: str, task_id: int) -> Iterator[None]:
-    """Count evaluations of one task running at once; more than one is a lock violation, recorded.
+def concurrency_guard(redis: Redis, portal_id: str, task_ids: list[int]) -> Iterator[None]:
+    """Count evaluations of each task running at once; more than one is a lock violation, recorded.
 
-    The lock should make this impossible; the counter is the evidence tests and metrics read.
+    The locks should make this impossible; the counter is the evidence tests and metrics read.
     """
-    key = keys.running(portal_id, task_id)
-    pipe = redis.pipeline()
-    pipe.incr(key)
-    pipe.expire(key, 600)
-    running = pipe.execute()[0]
-    if running > 1:
-        redis.hincrby(keys.lock_violations(portal_id), str(task_id), 1)
-        log.error("evaluation.lock_violation", task_id=task_id, running=running)
+    running_keys = [keys.running(portal_id, task_id) for task_id in task_ids]
+    pipe = redis.pipeline(transaction=False)
+    for key in running_keys:
+        pipe.incr(key)
+        pipe.expire(key, 600)
+    counts = pipe.execute()[::2]
+    for task_id, running in zip(task_ids, counts, strict=True):
+        if running > 1:
+            redis.hincrby(keys.lock_violations(portal_id), str(task_id), 1)
+            log.error("evaluation.lock_violation", task_id=task_id, running=running)
     try:
         yield
     finally:
-        redis.decr(key)
+        pipe = redis.pipeline(transaction=False)
+        for key in running_keys:
+            pipe.decr(key)
+        pipe.execute()
