@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     b24_operating_limit: float = Field(DEFAULT_OPERATING_LIMIT_SECONDS, gt=0)
     taskwarden_dry_run: bool = False
     taskwarden_audit_max_decisions: int = Field(100_000, ge=100)
+    taskwarden_pass_size: int = Field(2500, ge=1, le=10_000)
+    """Tasks one evaluation job takes along in a shared pass."""
     spool_dir: str = "./var/spool"
     taskwarden_admin_token: SecretStr | None = None
     log_format: str = "json"

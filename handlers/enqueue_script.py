@@ -5,7 +5,7 @@ the queue push) on top of the pending ``SET NX``, and building an RQ ``Job`` per
 profile. Here the script writes exactly what RQ 2.12's ``Queue.enqueue_job`` -> ``_enqueue_async_job``
 writes for a job without dependencies or ``ttl``: the queue key in ``rq:queues``, the job hash (with
 ``status: queued``) and the job id pushed on the queue's list, so RQ workers run it like any other;
-and, as ``enqueue_evaluation`` does, the task id added to the portal's waiting set.
+and, as ``enqueue_evaluation`` does, the task listed in the portal's waiting hash with its job's id.
 
 The hash fields shared by every evaluation job (timeouts, TTLs, retries left, origin, status...) come
 from a job built once by RQ itself (``Queue.create_job`` with ``enqueue_evaluation``'s options); only
@@ -33,7 +33,7 @@ from workers import jobs
 COALESCE_ENQUEUE = """
 -- KEYS[1] the task's pending mark     KEYS[2] rq:queues (RQ's set of queue keys)
 -- KEYS[3] the job's hash               KEYS[4] the queue's list
--- KEYS[5] the portal's waiting set (tasks with an evaluation queued, claimed by shared passes)
+-- KEYS[5] the portal's waiting hash (task id -> its queued job's id; shared passes claim from it)
 -- ARGV[1] pending value (event id)     ARGV[2] pending TTL in seconds     ARGV[3] job id
 -- ARGV[4] fields every evaluation job shares, as "name\\0value\\0name\\0value\\0..."
 -- ARGV[5] the task id                  ARGV[6..] this job's own fields: name, value, name, value, ...
@@ -50,7 +50,7 @@ redis.call('SADD', KEYS[2], KEYS[4])
 redis.call('HSET', KEYS[3], unpack(shared))
 redis.call('HSET', KEYS[3], unpack(ARGV, 6))
 redis.call('RPUSH', KEYS[4], ARGV[3])
-redis.call('SADD', KEYS[5], ARGV[5])
+redis.call('HSET', KEYS[5], ARGV[5], ARGV[3])
 return 1
 """
 

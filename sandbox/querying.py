@@ -123,6 +123,9 @@ def candidates(by_id: dict[int, dict[str, Any]], conditions: list[Condition]) ->
 
     A speed-up for ID-window paging over large seeds; `matches` still decides every record.
     """
+    listed = [c.value for c in conditions if c.field == "ID" and c.op == "=" and isinstance(c.value, tuple)]
+    if listed:  # ID IN (...): look those up directly
+        return [by_id[i] for i in listed[0] if isinstance(i, int) and i in by_id]
     lo, hi = 0, max(by_id, default=0)
     for condition in conditions:
         if condition.field != "ID" or isinstance(condition.value, tuple) or not isinstance(condition.value, int):

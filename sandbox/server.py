@@ -35,6 +35,11 @@ class RunningSandbox:
         """The inbound-webhook base URL a client is configured with."""
         return f"{self.url}/rest/{self.config.user_id}/{self.config.secret}/"
 
+    @property
+    def portal(self) -> Portal:
+        """The simulated portal's state, for in-process inspection (benchmarks); tests use the control API."""
+        return self._portal
+
     def stop(self) -> None:
         """Stop serving, wait for the thread, stop event delivery."""
         self._server.shutdown()

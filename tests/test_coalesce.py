@@ -83,10 +83,10 @@ class TestScriptJob:
         pipe.reset()  # never executed: only the list of writes is wanted
         queue_key = rt.queue().key
         waiting = keys.waiting(rt.portal.id)
-        assert rq_writes == {("SADD", "rq:queues"), ("HSET", job.key), ("RPUSH", queue_key), ("SADD", waiting)}
+        assert rq_writes == {("SADD", "rq:queues"), ("HSET", job.key), ("RPUSH", queue_key), ("HSET", waiting)}
         redis.delete(waiting)
         job_id = via_script(app, 7, "ev")
-        assert redis.smembers(waiting) == {b"7"}
+        assert redis.hgetall(waiting) == {b"7": job_id.encode()}
         assert redis.smembers("rq:queues") == {queue_key.encode()}
         assert redis.lrange(queue_key, 0, -1) == [job_id.encode()]
         assert redis.hget(f"rq:job:{job_id}", "status") == b"queued"

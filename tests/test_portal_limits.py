@@ -68,7 +68,7 @@ class TestOperatingTime:
         rt = app.extensions["taskwarden"]
         task_id = sandbox.add_task(TITLE="t")
         redis.set(keys.paused(rt.portal.id, "task.elapseditem.getlist"), 1, px=120_000)
-        redis.sadd(keys.waiting(rt.portal.id), task_id)  # as queueing an evaluation does
+        redis.hset(keys.waiting(rt.portal.id), str(task_id), "direct")  # as queueing an evaluation does
         result = evaluate_task(rt.portal.id, task_id)
         assert result == {"status": "paused", "method": "task.elapseditem.getlist"}
         [job_id] = rt.queue().scheduled_job_registry.get_job_ids()

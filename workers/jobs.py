@@ -11,8 +11,10 @@ import datetime as dt
 import random
 import time
 from typing import Any
+from uuid import uuid4
 
 import structlog
+from redis.commands.core import Script
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
@@ -34,8 +36,6 @@ LOCK_WAIT_SECONDS = 10
 BUSY_RETRY_SECONDS = 5
 INFLIGHT_TTL_SECONDS = 86400
 """How long the tasks of a pass stay noted for a rerun of its job (after a SIGKILL)."""
-MAX_TASKS_PER_PASS = 2500
-"""Tasks one evaluation job takes along: their reads (50 tasks per command) and writes share batches."""
 PENDING_TTL_SECONDS = 900
 """Safety expiry of the pending mark, should its job vanish (e.g. Redis data lost)."""
 RETRY_INTERVALS_SECONDS = (0, 30, 90)
@@ -50,7 +50,9 @@ def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str
                        event_name: str | None = None, event_id: str | None = None,
                        delay_seconds: float = 0, pipeline: Any = None) -> Job:
     """Queue one evaluation of a task with our retry and TTL policy, and list the task as waiting."""
+    job_id = str(uuid4())
     options: dict[str, Any] = {
+        "job_id": job_id,
         "kwargs": {"portal_id": portal_id, "task_id": task_id, "cause": cause, "event_name": event_name,
                    "event_id": event_id},
         "job_timeout": EVALUATION_TIMEOUT_SECONDS, "result_ttl": RESULT_TTL_SECONDS,
@@ -60,9 +62,9 @@ def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str
     }
     if pipeline is not None:  # RQ watches keys on the pipeline first; ours comes after, in the same MULTI
         job = queue.enqueue(evaluate_task, pipeline=pipeline, **options)
-        pipeline.sadd(keys.waiting(portal_id), task_id)
+        pipeline.hset(keys.waiting(portal_id), str(task_id), job_id)
         return job
-    queue.connection.sadd(keys.waiting(portal_id), task_id)  # before the job can be picked up
+    queue.connection.hset(keys.waiting(portal_id), str(task_id), job_id)  # before the job can be picked up
     if delay_seconds:
         return queue.enqueue_in(dt.timedelta(seconds=delay_seconds), evaluate_task, **options)
     return queue.enqueue(evaluate_task, **options)
@@ -70,19 +72,20 @@ def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str
 
 def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name: str | None = None,
                   event_id: str | None = None) -> dict[str, Any]:
-    """Evaluate this task, and with it up to MAX_TASKS_PER_PASS - 1 others that wait (one shared pass).
+    """Evaluate this task, and with it up to TASKWARDEN_PASS_SIZE - 1 others that wait (one shared pass).
 
-    Every waiting task is in the portal's waiting set next to its own queued job. A job first takes its
-    own task out of the set: if it is gone, an earlier pass took it along and the job has nothing to do.
-    Otherwise it takes the task's lock, claims other waiting tasks (those whose lock is free), clears
-    their pending marks and evaluates them all together: reads and writes share batch requests.
+    Every waiting task is in the portal's waiting hash with the id of its queued job. A job first takes
+    its own task out: if it is gone, an earlier pass took it along and the job has nothing to do.
+    Otherwise it takes the task's lock, claims other waiting tasks (removing their jobs from the queue, so
+    no worker forks for nothing), locks the free ones, clears their pending marks and evaluates them all
+    together: reads and writes share batch requests.
     """
     rt = runtime.current()
     rt.portal_by_id(portal_id)  # a job for a portal we do not serve fails loudly, it is not guessed at
     job = get_current_job()
     inflight = keys.inflight(portal_id, job.id if job else f"direct-{task_id}")
     rerun = bool(rt.redis.exists(inflight))  # this job was killed mid-pass and is run again by RQ
-    if not rerun and not rt.redis.srem(keys.waiting(portal_id), task_id):
+    if not rerun and not rt.redis.hdel(keys.waiting(portal_id), str(task_id)):
         metrics.count(portal_id, "evaluations", outcome="coalesced")
         return {"status": "coalesced"}
     lock = KeptLock(rt.redis, keys.task_lock(portal_id, task_id), LOCK_TTL_SECONDS)
@@ -104,8 +107,8 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
         log.warning("evaluation.method_paused", method=paused.method, retry_in=round(delay))
         metrics.count(portal_id, "evaluations", outcome="paused")
         return {"status": "paused", "method": paused.method}
-    except BaseException:
-        rt.redis.sadd(keys.waiting(portal_id), task_id)  # RQ retries this job; it must find its task again
+    except BaseException:  # RQ retries this job: it must find its task waiting again
+        rt.redis.hset(keys.waiting(portal_id), str(task_id), job.id if job else "")
         raise
     finally:
         lock.release()
@@ -127,15 +130,15 @@ def _shared_pass(rt: runtime.Runtime, portal_id: str, task_id: int, inflight: st
     claimed = _claim(rt, portal_id, task_id, inflight)
     with task_locks(rt.redis, portal_id, claimed, LOCK_TTL_SECONDS) as held:
         busy = set(claimed) - set(held)
-        if busy:  # being evaluated elsewhere right now: a later pass takes them
-            rt.redis.sadd(keys.waiting(portal_id), *busy)
+        if busy:  # being evaluated elsewhere right now: queue them again for after that
+            _requeue(rt, portal_id, sorted(busy), trigger)
         try:
             triggers, event_ids = _triggers(rt, portal_id, task_id, held, trigger)
             with concurrency_guard(rt.redis, portal_id, [task_id, *held]):
                 decisions = [d for each, ids in triggers.items()
                              for d in evaluate_tasks(rt, ids, each, event_ids=event_ids)]
-        except BaseException:  # back to waiting (ours too: RQ retries this job, and it must find it)
-            rt.redis.sadd(keys.waiting(portal_id), task_id, *held)
+        except BaseException:  # the others get jobs of their own again; ours is retried by RQ
+            _requeue(rt, portal_id, held, trigger)
             rt.redis.delete(inflight)
             raise
     rt.redis.delete(inflight)
@@ -143,16 +146,52 @@ def _shared_pass(rt: runtime.Runtime, portal_id: str, task_id: int, inflight: st
 
 
 def _claim(rt: runtime.Runtime, portal_id: str, task_id: int, inflight: str) -> list[int]:
-    """The other tasks of this pass: those of a killed earlier run of this job, else up to a pass's worth."""
+    """The other tasks of this pass: those of a killed earlier run of this job, else up to a pass's worth,
+    whose own queued jobs are taken off the queue (they would only find their task gone)."""
     noted = {int(raw) for raw in rt.redis.smembers(inflight)}
     if noted:
         return sorted(noted - {task_id})
-    claimed = [int(raw) for raw in rt.redis.spop(keys.waiting(portal_id), MAX_TASKS_PER_PASS - 1) or []]
+    fields, job_ids = _claim_script(keys=[keys.waiting(portal_id)], args=[rt.settings.taskwarden_pass_size - 1],
+                                    client=rt.redis)
+    if not fields:
+        rt.redis.sadd(inflight, task_id)
+        rt.redis.expire(inflight, INFLIGHT_TTL_SECONDS)
+        return []
+    claimed = [int(raw) for raw in fields]
     pipe = rt.redis.pipeline()
     pipe.sadd(inflight, task_id, *claimed)
     pipe.expire(inflight, INFLIGHT_TTL_SECONDS)
-    pipe.execute()
+    queue = rt.queue()
+    for job_id in job_ids:
+        pipe.lrem(queue.key, 1, job_id)
+    removed = pipe.execute()[2:]
+    gone = [job_id for job_id, count in zip(job_ids, removed, strict=True) if count]
+    if gone:  # off the queue: their hashes go too (a scheduled one stays, and finds its task gone)
+        rt.redis.delete(*(queue.job_class.key_for(job_id.decode()) for job_id in gone))
     return claimed
+
+
+def _requeue(rt: runtime.Runtime, portal_id: str, task_ids: list[int], trigger: Trigger) -> None:
+    """Give claimed tasks fresh jobs of their own (their queued jobs were taken off the queue)."""
+    if not task_ids:
+        return
+    with rt.redis.pipeline() as pipe:
+        for task_id in task_ids:
+            enqueue_evaluation(rt.queue(), portal_id, task_id, cause=trigger.cause, event_name=trigger.event_name,
+                               pipeline=pipe)
+        pipe.execute()
+
+
+# KEYS[1] the waiting hash; ARGV[1] how many. Takes up to that many waiting tasks at random, atomically,
+# and returns {task ids, their job ids}.
+_CLAIM = b"""
+local fields = redis.call('HRANDFIELD', KEYS[1], ARGV[1])
+if #fields == 0 then return {{}, {}} end
+local job_ids = redis.call('HMGET', KEYS[1], unpack(fields))
+redis.call('HDEL', KEYS[1], unpack(fields))
+return {fields, job_ids}
+"""
+_claim_script = Script(None, _CLAIM)  # type: ignore[arg-type]  # bytes need no client to hash
 
 
 def _triggers(rt: runtime.Runtime, portal_id: str, task_id: int, others: list[int],

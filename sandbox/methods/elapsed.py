@@ -92,8 +92,9 @@ def getlist(call: Call) -> Outcome:
         conditions.append(querying.Condition("TASK_ID", "=", task_id))
     sort = querying.parse_order(order, SORTABLE) or [("ID", False)]
     pool = querying.candidates(call.portal.entries, conditions)
-    if task_id:  # cheap pre-filter on the raw record before building each view
-        pool = [entry for entry in pool if entry["TASK_ID"] == task_id]
+    wanted_tasks = {task_id} if task_id else _task_ids_in(conditions)
+    if wanted_tasks is not None:  # cheap pre-filter on the raw record before building each view
+        pool = [entry for entry in pool if entry["TASK_ID"] in wanted_tasks]
     found = [entry for entry in pool if querying.matches(records.entry_view(entry), conditions)]
     found = querying.sort_records([records.entry_view(entry) for entry in found], sort)
     size, offset = _navigation(params.get("NAV_PARAMS") if isinstance(params, dict) else None, bool(task_id))
@@ -103,6 +104,15 @@ def getlist(call: Call) -> Outcome:
     rows = [row(call, entry, chosen) for entry in page]
     after = offset + len(rows)
     return Outcome(rows, total=len(found), next=after if after < len(found) else None)
+
+
+def _task_ids_in(conditions: list[querying.Condition]) -> set[Any] | None:
+    """The task ids a TASK_ID = / IN condition allows, or None when there is none."""
+    for condition in conditions:
+        if condition.field == "TASK_ID" and condition.op == "=":
+            value = condition.value
+            return set(value) if isinstance(value, tuple) else {value}
+    return None
 
 
 def _navigation(nav: Any, by_task: bool) -> tuple[int, int]:

@@ -1,0 +1,109 @@
+"""What the enforcement and sweep benchmarks share: a sandbox at the standard budget, the service's
+settings for it, worker processes, and their resident memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from sandbox.config import SandboxConfig
+from sandbox.server import RunningSandbox, start_in_thread
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway value for a local simulation
+TOKEN = "bench-application-token"  # noqa: S105
+RATE, BURST = 2.0, 50
+"""The standard Bitrix24 budget: 2 requests/s drained, a burst of 50."""
+
+
+def start_sandbox(seed: str) -> RunningSandbox:
+    sandbox = start_in_thread(SandboxConfig(secret=SECRET, application_token=TOKEN, rate=RATE, burst=BURST))
+    import requests
+
+    requests.post(f"{sandbox.url}/_sandbox/reset", json={"seed": seed}, timeout=600).raise_for_status()
+    return sandbox
+
+
+def rules_file(text: str) -> str:
+    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)  # noqa: SIM115 - lives for the run
+    handle.write(text)
+    handle.close()
+    return handle.name
+
+
+def settings(redis_url: str, rules: str, sandbox: RunningSandbox) -> dict[str, Any]:
+    """The service's settings, by field name (create_app) — env() gives the same as variables."""
+    return {"redis_url": redis_url, "rules_file": rules, "sandbox_url": sandbox.url, "sandbox_secret": SECRET,
+            "sandbox_application_token": TOKEN, "b24_rate_limit": RATE, "b24_rate_burst": BURST,
+            "log_level": "WARNING", "spool_dir": tempfile.mkdtemp(prefix="bench-spool-")}
+
+
+def env(values: dict[str, Any]) -> dict[str, str]:
+    return {**os.environ, **{name.upper(): str(value) for name, value in values.items()}}
+
+
+def start_workers(count: int, values: dict[str, Any]) -> list[subprocess.Popen[bytes]]:
+    args = [sys.executable, "-m", "flask", "--app", "app", "worker", "--burst"]
+    return [subprocess.Popen(args, cwd=ROOT, env=env(values), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(count)]
+
+
+class MemorySampler:
+    """Peak resident memory of worker processes (main process, and its largest work horse)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.peak_worker_kb = 0
+        self.peak_horse_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for pid in self.pids:
+                self.peak_worker_kb = max(self.peak_worker_kb, _rss_kb(pid))
+                for child in _children(pid):
+                    self.peak_horse_kb = max(self.peak_horse_kb, _rss_kb(child))
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def flush_db(url: str) -> None:
+    Redis.from_url(url).flushdb()
+
+
+def wait_all(processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.wait(timeout=max(1.0, deadline - time.monotonic()))
