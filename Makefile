@@ -42,9 +42,17 @@ fuzz: install
 
 # Benchmarks print one JSON line each; they are not timed tests. The bench Redis db is flushed before and after.
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/11
-.PHONY: bench bench-ingest
+.PHONY: bench bench-ingest bench-enforce bench-sweep
 
-bench: bench-ingest
+bench: bench-ingest bench-enforce bench-sweep
+
+bench-enforce: install
+	$(PY) scripts/ensure_redis.py $(BENCH_REDIS_URL) --detach
+	$(PY) -m bench.enforce --redis-url $(BENCH_REDIS_URL)
+
+bench-sweep: install
+	$(PY) scripts/ensure_redis.py $(BENCH_REDIS_URL) --detach
+	$(PY) -m bench.sweep --redis-url $(BENCH_REDIS_URL)
 
 bench-ingest: install
 	$(PY) scripts/ensure_redis.py $(BENCH_REDIS_URL) --detach

@@ -29,6 +29,11 @@ return 0
 """
 
 
+BURST_HEADROOM = 2
+"""Requests of the portal's burst we leave unused: our meter decides when a request leaves, the portal's
+bucket when it arrives, and two requests sent 0.5 s apart can arrive closer together than that."""
+
+
 class RequestBudget:
     """Blocks until the shared bucket has room for one more request."""
 
@@ -37,7 +42,7 @@ class RequestBudget:
         self._script = redis.register_script(_GCRA)
         self._key = keys.budget(portal.id)
         self._interval_ms = 1000.0 / portal.rate
-        self._burst = portal.burst
+        self._burst = max(1, portal.burst - BURST_HEADROOM)
         self._sleep = sleep
 
     def acquire(self) -> float:
