@@ -272,6 +272,9 @@ def parse_rules(raw: Any, source: str = "<rules>") -> RuleSet:
         problems += [_message(error["loc"], error["msg"]) for error in exc.errors()
                      if len(error["loc"]) < 2 or error["loc"][0] != "rules"]
         raise RulesError(source, problems) from None
+    names = {rule.name for rule in ruleset.rules}
+    problems += [f"exemptions.{index}.rules: unknown rule '{name}'"
+                 for index, item in enumerate(ruleset.exemptions) for name in item.rules or [] if name not in names]
     if problems:
         raise RulesError(source, problems)
     return ruleset

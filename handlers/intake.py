@@ -32,7 +32,8 @@ MAX_BODY_BYTES = 64 * 1024
 def receive_event() -> tuple[Response, int]:
     rt: Runtime = current_app.extensions["taskwarden"]
     event = Event.from_request(request.mimetype, _read_body())
-    structlog.contextvars.bind_contextvars(event_id=event.event_id, task_id=event.task_id)
+    # member_id is the portal's public id (not a secret): logged so an admin can find the value to configure
+    structlog.contextvars.bind_contextvars(event_id=event.event_id, task_id=event.task_id, member_id=event.member_id)
     verify_token(event.application_token, rt.portal.application_token)
     verify_member(event.member_id, rt.portal.member_id)
     if event.name not in rt.rules.subscribed_events:

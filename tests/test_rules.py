@@ -69,6 +69,7 @@ class TestInvalidFiles:
         ({"rules": [CAP], "sweeps": {"full": "every night"}}, "'every night' is not a cron expression"),
         ({"rules": [CAP], "surprise": 1}, "surprise: unknown key"),
         ({"rules": "cap"}, "rules: must be a list"),
+        ({"rules": [CAP], "exemptions": [{"task_id": [1], "rules": ["nope"]}]}, "exemptions.0.rules: unknown rule 'nope'"),
     ])
     def test_table(self, raw: dict, expected: str) -> None:
         """Each mistake is reported with the rule's name and the key's path."""
