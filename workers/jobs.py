@@ -3,6 +3,7 @@
 Coalescing (SPEC section 3) works like a controller's work queue: intake sets ``pending`` and enqueues
 only when it was not set; the job takes the task's lock *first* and clears ``pending`` *then*, so an
 event while the job waits for the lock adds nothing, and one while it runs makes it run once more.
+A job evaluates its task in a shared pass with other waiting tasks (``workers.passes``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 from uuid import uuid4
 
 import structlog
-from redis.commands.core import Script
 from rq import Queue, Retry, get_current_job
 from rq.job import Job
 
@@ -22,8 +22,9 @@ import keys
 import metrics
 import runtime
 from bitrix.errors import OperationTimeLimit
-from workers.evaluation import Trigger, evaluate_tasks
-from workers.locks import KeptLock, concurrency_guard, task_locks
+from workers.evaluation import Trigger
+from workers.locks import KeptLock
+from workers.passes import shared_pass
 
 log = structlog.get_logger(__name__)
 
@@ -34,8 +35,6 @@ LOCK_TTL_SECONDS = 15
 LOCK_WAIT_SECONDS = 10
 """How long a job waits for the task's running evaluation before stepping back in the queue."""
 BUSY_RETRY_SECONDS = 5
-INFLIGHT_TTL_SECONDS = 86400
-"""How long the tasks of a pass stay noted for a rerun of its job (after a SIGKILL)."""
 PENDING_TTL_SECONDS = 900
 """Safety expiry of the pending mark, should its job vanish (e.g. Redis data lost)."""
 RETRY_INTERVALS_SECONDS = (0, 30, 90)
@@ -98,7 +97,7 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
         metrics.count(portal_id, "evaluations", outcome="busy")
         return {"status": "busy"}
     try:
-        decisions, tasks_done = _shared_pass(rt, portal_id, task_id, inflight, Trigger(cause, event_name, event_id))
+        decisions, tasks_done = shared_pass(rt, portal_id, task_id, inflight, Trigger(cause, event_name, event_id))
     except OperationTimeLimit as paused:
         # The portal blocked a method for a while: come back when it is open again, keeping our retries.
         delay = max(BUSY_RETRY_SECONDS, (paused.reset_at or 0) - time.time())
@@ -117,103 +116,6 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
     log.info("evaluation.done", task_id=task_id, tasks=tasks_done, decisions=len(decisions),
              changed=outcomes.count("changed"), requests=rt.client.stats.requests)
     return {"status": "done", "tasks": tasks_done, "decisions": len(decisions), "outcomes": outcomes}
-
-
-def _shared_pass(rt: runtime.Runtime, portal_id: str, task_id: int, inflight: str,
-                 trigger: Trigger) -> tuple[list[Any], int]:
-    """Claim other waiting tasks, lock the free ones, evaluate them all with ours; returns decisions, count.
-
-    The claimed tasks are noted under this job's id (``inflight``) before anything else happens: if the
-    worker is killed, RQ runs the same job again and it takes the same tasks up, since their own jobs
-    may meanwhile have ended as "coalesced".
-    """
-    claimed = _claim(rt, portal_id, task_id, inflight)
-    with task_locks(rt.redis, portal_id, claimed, LOCK_TTL_SECONDS) as held:
-        busy = set(claimed) - set(held)
-        if busy:  # being evaluated elsewhere right now: queue them again for after that
-            _requeue(rt, portal_id, sorted(busy), trigger)
-        try:
-            triggers, event_ids = _triggers(rt, portal_id, task_id, held, trigger)
-            with concurrency_guard(rt.redis, portal_id, [task_id, *held]):
-                decisions = [d for each, ids in triggers.items()
-                             for d in evaluate_tasks(rt, ids, each, event_ids=event_ids)]
-        except BaseException:  # the others get jobs of their own again; ours is retried by RQ
-            _requeue(rt, portal_id, held, trigger)
-            rt.redis.delete(inflight)
-            raise
-    rt.redis.delete(inflight)
-    return decisions, 1 + len(held)
-
-
-def _claim(rt: runtime.Runtime, portal_id: str, task_id: int, inflight: str) -> list[int]:
-    """The other tasks of this pass: those of a killed earlier run of this job, else up to a pass's worth,
-    whose own queued jobs are taken off the queue (they would only find their task gone)."""
-    noted = {int(raw) for raw in rt.redis.smembers(inflight)}
-    if noted:
-        return sorted(noted - {task_id})
-    fields, job_ids = _claim_script(keys=[keys.waiting(portal_id)], args=[rt.settings.taskwarden_pass_size - 1],
-                                    client=rt.redis)
-    if not fields:
-        rt.redis.sadd(inflight, task_id)
-        rt.redis.expire(inflight, INFLIGHT_TTL_SECONDS)
-        return []
-    claimed = [int(raw) for raw in fields]
-    pipe = rt.redis.pipeline()
-    pipe.sadd(inflight, task_id, *claimed)
-    pipe.expire(inflight, INFLIGHT_TTL_SECONDS)
-    queue = rt.queue()
-    for job_id in job_ids:
-        pipe.lrem(queue.key, 1, job_id)
-    removed = pipe.execute()[2:]
-    gone = [job_id for job_id, count in zip(job_ids, removed, strict=True) if count]
-    if gone:  # off the queue: their hashes go too (a scheduled one stays, and finds its task gone)
-        rt.redis.delete(*(queue.job_class.key_for(job_id.decode()) for job_id in gone))
-    return claimed
-
-
-def _requeue(rt: runtime.Runtime, portal_id: str, task_ids: list[int], trigger: Trigger) -> None:
-    """Give claimed tasks fresh jobs of their own (their queued jobs were taken off the queue)."""
-    if not task_ids:
-        return
-    with rt.redis.pipeline() as pipe:
-        for task_id in task_ids:
-            enqueue_evaluation(rt.queue(), portal_id, task_id, cause=trigger.cause, event_name=trigger.event_name,
-                               pipeline=pipe)
-        pipe.execute()
-
-
-# KEYS[1] the waiting hash; ARGV[1] how many. Takes up to that many waiting tasks at random, atomically,
-# and returns {task ids, their job ids}.
-_CLAIM = b"""
-local fields = redis.call('HRANDFIELD', KEYS[1], ARGV[1])
-if #fields == 0 then return {{}, {}} end
-local job_ids = redis.call('HMGET', KEYS[1], unpack(fields))
-redis.call('HDEL', KEYS[1], unpack(fields))
-return {fields, job_ids}
-"""
-_claim_script = Script(None, _CLAIM)  # type: ignore[arg-type]  # bytes need no client to hash
-
-
-def _triggers(rt: runtime.Runtime, portal_id: str, task_id: int, others: list[int],
-              own: Trigger) -> tuple[dict[Trigger, list[int]], dict[int, str]]:
-    """Clear the pending marks (after locking, before reading); group the tasks by the event that queued
-    them (rules subscribe per event name), and keep each task's own event id for the audit."""
-    pending = [keys.pending(portal_id, other) for other in others]
-    pipe = rt.redis.pipeline(transaction=False)
-    if pending:
-        pipe.mget(pending)
-    pipe.delete(keys.pending(portal_id, task_id), *pending)
-    results = pipe.execute()
-    marks = results[0] if pending else []
-    groups: dict[Trigger, list[int]] = {own: [task_id]}
-    event_ids: dict[int, str] = {task_id: own.event_id} if own.event_id else {}
-    for other, mark in zip(others, marks, strict=True):
-        event_id = mark.decode() if mark else None
-        name = event_id.split(":", 1)[0] if event_id else own.event_name
-        groups.setdefault(own if name == own.event_name else Trigger("event", name), []).append(other)
-        if event_id:
-            event_ids[other] = event_id
-    return groups, event_ids
 
 
 def _jittered() -> list[int]:
