@@ -1,7 +1,7 @@
 """Evaluate tasks against the rules: read state in shared batches, decide, write what must change.
 
-Built for many tasks at once (one batch carries the reads of 25 tasks, another up to 50 writes), so
-that event-driven evaluations and sweeps share one path. Every write sets an absolute value decided
+Built for many tasks at once (tasks are read 50 per command, time entries 50 rows per command, writes
+go 50 per batch request), so that shared passes and sweeps share one path. Every write sets an absolute value decided
 from the state read in the same pass, so a retried evaluation never applies a change twice.
 """
 
@@ -124,37 +124,68 @@ def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
     One batch request carries the tasks and the first page of entries of every group of 50 tasks; a
     second one, only when some group has more than 50 entries, the remaining pages.
     """
-    groups = [task_ids[start:start + READ_GROUP] for start in range(0, len(task_ids), READ_GROUP)]
-    commands: dict[str, Command] = {}
-    for index, group in enumerate(groups):
-        commands[f"t{index}"] = tasks.list_by_ids(group, needs.userfields)
-        if needs.entries:
-            commands[f"e{index}.1"] = elapsed.list_for_tasks(group, page=1)
+    groups = _groups(task_ids)
+    commands = {f"t{index}": tasks.list_by_ids(group, needs.userfields) for index, group in enumerate(groups)}
+    if needs.entries:
+        commands.update(_first_entry_pages(groups))
     answers = rt.client.batch(commands)
     if needs.entries:
-        more = {f"e{index}.{page}": elapsed.list_for_tasks(group, page=page)
-                for index, group in enumerate(groups) if f"e{index}.1" not in answers.errors
-                for page in range(2, _pages(answers.totals.get(f"e{index}.1", 0)) + 1)}
-        if more:
-            answers.merge(rt.client.batch(more))
+        _read_further_entry_pages(rt, groups, answers)
     return _states(task_ids, groups, answers, trigger)
+
+
+def read_entries(rt: Runtime, task_ids: list[int]) -> dict[int, list[TimeEntry]]:
+    """Time entries of tasks already read (a sweep's listing), 50 rows per command.
+
+    Raises:
+        BitrixError: a page could not be read.
+    """
+    groups = _groups(task_ids)
+    answers = rt.client.batch(_first_entry_pages(groups))
+    _read_further_entry_pages(rt, groups, answers)
+    if answers.errors:
+        raise next(iter(answers.errors.values()))
+    return _entries_by_task(answers)
+
+
+def _groups(task_ids: list[int]) -> list[list[int]]:
+    return [task_ids[start:start + READ_GROUP] for start in range(0, len(task_ids), READ_GROUP)]
+
+
+def _first_entry_pages(groups: list[list[int]]) -> dict[str, Command]:
+    return {f"e{index}.1": elapsed.list_for_tasks(group, page=1) for index, group in enumerate(groups)}
+
+
+def _read_further_entry_pages(rt: Runtime, groups: list[list[int]], answers: BatchResult) -> None:
+    """A group with more than 50 entries: its other pages, in one more batch (merged into ``answers``)."""
+    more = {f"e{index}.{page}": elapsed.list_for_tasks(group, page=page)
+            for index, group in enumerate(groups) if f"e{index}.1" not in answers.errors
+            for page in range(2, _pages(answers.totals.get(f"e{index}.1", 0)) + 1)}
+    if more:
+        answers.merge(rt.client.batch(more))
 
 
 def _pages(total: int) -> int:
     return max(1, -(-total // elapsed.PAGE_SIZE))
 
 
+def _entries_by_task(answers: BatchResult) -> dict[int, list[TimeEntry]]:
+    entries: dict[int, list[TimeEntry]] = {}
+    for key, result in answers.results.items():
+        if key.startswith("e"):
+            for entry in elapsed.entries_from_wire(result):
+                entries.setdefault(entry.task_id, []).append(entry)
+    return entries
+
+
 def _states(task_ids: list[int], groups: list[list[int]], answers: BatchResult,
             trigger: Trigger) -> tuple[list[TaskState], list[Decision]]:
     found: dict[int, Task] = {}
-    entries: dict[int, list[TimeEntry]] = {}
+    entries = _entries_by_task(answers)
     failures: list[Decision] = []
     for key, result in answers.results.items():
         if key.startswith("t"):
             found.update({task.id: task for task in tasks.tasks_from_list(result)})
-        else:
-            for entry in elapsed.entries_from_wire(result):
-                entries.setdefault(entry.task_id, []).append(entry)
     failed_groups = {int(key[1:].split(".")[0]): error for key, error in answers.errors.items()}
     for index, error in failed_groups.items():
         failures += [_read_failure(task_id, error, trigger) for task_id in groups[index]]

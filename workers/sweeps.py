@@ -23,13 +23,12 @@ import structlog
 import keys
 from audit import Decision
 from bitrix import elapsed, scan, tasks
-from bitrix.batch import Command
 from bitrix.elapsed import TimeEntry
 from bitrix.tasks import Task
 from config.rules import Rule
 from runtime import Runtime
 from workers.definitions import enforce_definitions
-from workers.evaluation import Trigger, evaluate_states, evaluate_tasks, needs_of
+from workers.evaluation import Trigger, evaluate_states, evaluate_tasks, needs_of, read_entries
 from workers.locks import KeptLock, task_locks
 from workers.state import TaskState
 
@@ -184,25 +183,17 @@ def _task_batches(rt: Runtime, rules: list[Rule], extra_filter: dict[str, str]) 
 
 def _evaluate_listed(rt: Runtime, rules: list[Rule], listed: list[Task], entries: dict[int, list[TimeEntry]] | None,
                      trigger: Trigger, stats: SweepStats, report: Progress) -> None:
-    """Evaluate tasks already listed; entries come from the scan or are read per task (one command each)."""
+    """Evaluate tasks already listed; entries come from the scan or are read for them, 50 rows per command."""
     stats.tasks_seen += len(listed)
     by_id = {task.id: task for task in listed}
     with task_locks(rt.redis, rt.portal.id, list(by_id), LOCK_TTL_SECONDS) as held:
         stats.skipped_busy += len(by_id) - len(held)
         if entries is None and needs_of(rt.rules, rules).entries:
-            entries = _read_entries(rt, held)
+            entries = read_entries(rt, held)
         states = [TaskState(by_id[task_id], (entries or {}).get(task_id, [])) for task_id in held]
         stats.count(evaluate_states(rt, states, trigger, rules=rules, dry_run=stats.dry_run))
         stats.evaluated += len(held)
     report(stats)
-
-
-def _read_entries(rt: Runtime, task_ids: list[int]) -> dict[int, list[TimeEntry]]:
-    commands: dict[str, Command] = {str(task_id): elapsed.list_for_task(task_id) for task_id in task_ids}
-    answers = rt.client.batch(commands)
-    if answers.errors:
-        raise next(iter(answers.errors.values()))
-    return {int(key): elapsed.entries_from_wire(result) for key, result in answers.results.items()}
 
 
 def _groups(ids: list[int]) -> Iterable[list[int]]:
