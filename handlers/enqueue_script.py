@@ -75,7 +75,7 @@ _script = Script(None, COALESCE_ENQUEUE.encode())  # type: ignore[arg-type]  # b
 def evaluation_job(queue: Queue, portal_id: str, task_id: int, *, cause: str, event_name: str | None,
                    event_id: str | None) -> Job:
     """The job ``workers.jobs.enqueue_evaluation`` would queue, built by RQ in memory only."""
-    kwargs, meta, description = _evaluation_spec(portal_id, task_id, cause, event_name, event_id)
+    kwargs, meta, description = jobs.evaluation_spec(portal_id, task_id, cause, event_name, event_id)
     job = queue.create_job(jobs.evaluate_task, kwargs=kwargs, timeout=jobs.EVALUATION_TIMEOUT_SECONDS,
                            result_ttl=jobs.RESULT_TTL_SECONDS, failure_ttl=jobs.FAILURE_TTL_SECONDS,
                            retry=Retry(max=len(jobs.RETRY_INTERVALS_SECONDS), interval=jobs._jittered()),
@@ -102,7 +102,7 @@ def queue_unless_pending(redis: Redis, queue: Queue, portal_id: str, task_id: in
 def own_fields(template: JobTemplate, portal_id: str, task_id: int, cause: str, event_name: str | None,
                event_id: str | None) -> list[Any]:
     """The per-job hash fields, serialised as ``Job.to_dict`` serialises them."""
-    kwargs, meta, description = _evaluation_spec(portal_id, task_id, cause, event_name, event_id)
+    kwargs, meta, description = jobs.evaluation_spec(portal_id, task_id, cause, event_name, event_id)
     stamp = utcformat(now())
     dumps = template.serializer.dumps
     return ["created_at", stamp, "data", _compress(dumps((template.func_name, None, (), kwargs))),
@@ -132,15 +132,6 @@ def _compress(data: bytes) -> bytes:
     zlib allocate ~256 KiB per call, which cost several times more than compressing ~200 bytes."""
     compressor = zlib.compressobj(6, zlib.DEFLATED, 9, 1)
     return compressor.compress(data) + compressor.flush()
-
-
-def _evaluation_spec(portal_id: str, task_id: int, cause: str, event_name: str | None,
-                     event_id: str | None) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """``enqueue_evaluation``'s kwargs, meta and description (``tests/test_coalesce.py`` holds them equal)."""
-    kwargs = {"portal_id": portal_id, "task_id": task_id, "cause": cause, "event_name": event_name,
-              "event_id": event_id}
-    meta = {"log_ctx": {"task_id": task_id, "event_id": event_id, "portal": portal_id}}
-    return kwargs, meta, f"evaluate task {task_id} ({cause})"
 
 
 def _encode(value: Any) -> bytes:

@@ -45,19 +45,25 @@ FAILURE_TTL_SECONDS = 7 * 86400
 RESULT_TTL_SECONDS = 3600
 
 
+def evaluation_spec(portal_id: str, task_id: int, cause: str, event_name: str | None,
+                    event_id: str | None) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """An evaluation job's kwargs, meta (log context) and description; intake's script builds the same job."""
+    kwargs = {"portal_id": portal_id, "task_id": task_id, "cause": cause, "event_name": event_name,
+              "event_id": event_id}
+    meta = {"log_ctx": {"task_id": task_id, "event_id": event_id, "portal": portal_id}}
+    return kwargs, meta, f"evaluate task {task_id} ({cause})"
+
+
 def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str = "event",
                        event_name: str | None = None, event_id: str | None = None,
                        delay_seconds: float = 0, pipeline: Any = None) -> Job:
     """Queue one evaluation of a task with our retry and TTL policy, and list the task as waiting."""
     job_id = str(uuid4())
+    kwargs, meta, description = evaluation_spec(portal_id, task_id, cause, event_name, event_id)
     options: dict[str, Any] = {
-        "job_id": job_id,
-        "kwargs": {"portal_id": portal_id, "task_id": task_id, "cause": cause, "event_name": event_name,
-                   "event_id": event_id},
+        "job_id": job_id, "kwargs": kwargs, "meta": meta, "description": description,
         "job_timeout": EVALUATION_TIMEOUT_SECONDS, "result_ttl": RESULT_TTL_SECONDS,
         "failure_ttl": FAILURE_TTL_SECONDS, "retry": Retry(max=len(RETRY_INTERVALS_SECONDS), interval=_jittered()),
-        "meta": {"log_ctx": {"task_id": task_id, "event_id": event_id, "portal": portal_id}},
-        "description": f"evaluate task {task_id} ({cause})",
     }
     if pipeline is not None:  # RQ watches keys on the pipeline first; ours comes after, in the same MULTI
         job = queue.enqueue(evaluate_task, pipeline=pipeline, **options)
