@@ -123,3 +123,9 @@ def inflight(portal: str, job_id: str) -> str:
     """The tasks an evaluation job took along (a set), kept until its pass ends: a rerun after a kill
     takes the same tasks up again."""
     return _key(portal, "inflight", job_id)
+
+
+def job_template(portal: str, digest: str) -> str:
+    """The hash fields every evaluation job shares (a hash, expiring); intake's script copies it into each
+    new job. ``digest`` names its content, so a changed RQ or setting never meets an old template."""
+    return _key(portal, "job-template", digest)

@@ -16,6 +16,7 @@ from bitrix.batch import Command
 from bitrix.client import Client
 from bitrix.errors import AuthError, MethodError, NotFound, TransportError
 from config.portal import Portal
+from logging_setup import capture_output
 
 from .conftest import TEST_SECRET
 
@@ -121,9 +122,7 @@ class TestSecrecy:
         urllib3 itself logs the request path (with the secret) when it retries a connection; our
         formatter's redaction step is what keeps it out of the output, so the test renders through it.
         """
-        rendered = io.StringIO()
-        handler = logging.StreamHandler(rendered)
-        handler.setFormatter(logging.getLogger().handlers[0].formatter)
+        handler = logging.StreamHandler(io.StringIO())  # sees urllib3's records before any formatting
         raw: list[str] = []
 
         def keep_raw(record: logging.LogRecord) -> bool:
@@ -135,7 +134,7 @@ class TestSecrecy:
         portal = Portal(id="p", rest_base="http://127.0.0.1:9/rest/", user_id=1, secret=TEST_SECRET,
                         application_token="t")
         try:
-            with pytest.raises(TransportError) as caught:
+            with capture_output() as rendered, pytest.raises(TransportError) as caught:
                 Client(portal, redis, sleep=lambda _s: None).run(tasks.get(1))
         finally:
             logging.getLogger().removeHandler(handler)

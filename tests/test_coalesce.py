@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 import audit
 import keys
 from handlers.coalesce import coalesce
-from handlers.enqueue_script import OWN_FIELDS
+from handlers.enqueue_script import OWN_FIELDS, TEMPLATE_TTL_SECONDS
 from workers.jobs import PENDING_TTL_SECONDS, RETRY_INTERVALS_SECONDS, enqueue_evaluation
 
 from .conftest import run_worker
@@ -165,6 +165,23 @@ class TestCoalesce:
         """After SCRIPT FLUSH (or a Redis restart) the script is loaded again and works."""
         redis.script_flush()
         assert via_script(app, 6, "ev-6")
+
+    def test_template_written_again_when_missing(self, app: Flask, redis: Redis) -> None:
+        """The shared fields live in an expiring template key; once it is gone, the next event writes it again."""
+        via_script(app, 31, "ev-31")
+        [template] = redis.keys("taskwarden:*:job-template:*")
+        assert 0 < redis.ttl(template) <= TEMPLATE_TTL_SECONDS
+        redis.delete(template)
+        ours = redis.hgetall(f"rq:job:{via_script(app, 32, 'ev-32')}")
+        assert redis.exists(template)
+        theirs = redis.hgetall(f"rq:job:{via_rq(app, 32, 'ev-32')}")
+        assert ours.keys() == theirs.keys() and ours[b"timeout"] == theirs[b"timeout"]
+
+    def test_dropped_connection_is_reopened(self, app: Flask, redis: Redis) -> None:
+        """Intake's per-thread connection, killed by the server (a restart looks the same), reconnects once."""
+        via_script(app, 41, "ev-41")
+        assert redis.client_kill_filter(_type="normal", skipme=True) >= 1
+        assert via_script(app, 42, "ev-42")
 
     def test_own_fields_are_the_ones_that_vary(self, app: Flask, redis: Redis) -> None:
         """Only the fields built per event differ between two jobs; all others come from the template."""

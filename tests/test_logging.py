@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 
 import pytest
 import requests
 import structlog
 
-from logging_setup import MASK, configure_logging, redact
+from logging_setup import MASK, capture_output, configure_logging, redact
 
 SECRET = "zz-webhook-secret-42"
 TOKEN = "tok-application-0987"
@@ -21,12 +20,8 @@ TOKEN = "tok-application-0987"
 def rendered() -> Iterator[io.StringIO]:
     """Logging configured as in production (JSON), rendered into a buffer."""
     configure_logging("json", "INFO", secrets=[SECRET, TOKEN])
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(logging.getLogger().handlers[0].formatter)
-    logging.getLogger().addHandler(handler)
-    yield buffer
-    logging.getLogger().removeHandler(handler)
+    with capture_output() as buffer:
+        yield buffer
 
 
 class TestRedact:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +18,7 @@ from bitrix import tasks
 from bitrix.client import Client
 from bitrix.errors import TransportError
 from config.portal import Portal
+from logging_setup import capture_output
 
 from .conftest import TEST_ADMIN_TOKEN, TEST_APP_TOKEN, TEST_SECRET, run_worker
 from .helpers import FORM, event_body
@@ -84,13 +83,9 @@ class TestNothingLeaks:
                                                     redis: Redis) -> None:
         """After forced errors, no log line, answer, audit record, report or metric holds a secret."""
         app = make_app()
-        rendered = io.StringIO()
-        handler = logging.StreamHandler(rendered)
-        handler.setFormatter(logging.getLogger().handlers[0].formatter)
-        logging.getLogger().addHandler(handler)
         client = app.test_client()
         answers: list[bytes] = []
-        try:
+        with capture_output() as rendered:
             task_id = sandbox.add_task(TITLE="t")
             sandbox.add_entry(task_id, 40000, "x")
             answers.append(client.post("/bitrix24/events", data=event_body(task_id, token="wrong"),
@@ -107,8 +102,6 @@ class TestNothingLeaks:
             auth = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
             for path in ("/audit", "/report", "/metrics", "/readyz", "/healthz"):
                 answers.append(client.get(path, headers=auth).data)
-        finally:
-            logging.getLogger().removeHandler(handler)
         audit_text = json.dumps(client.get("/audit", headers=auth).get_json())
         assert "not_allowed" in audit_text  # the forced error was recorded ...
         everything = rendered.getvalue() + audit_text + b"".join(answers).decode()
