@@ -41,8 +41,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if spool.pending_files():  # left by a process that died while Redis was down
         spool.start_drainer(rt.redis, intake.queue_spooled(rt))
     metrics.start_flusher(rt.redis)
-    for blueprint in (intake.bp, health.bp, admin.bp, metrics_view.bp):
+    for blueprint in (health.bp, admin.bp, metrics_view.bp):
         app.register_blueprint(blueprint)
+    app.wsgi_app = intake.IntakeMiddleware(app.wsgi_app, rt, spool)  # type: ignore[method-assign]
     dashboard.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

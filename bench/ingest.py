@@ -21,13 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from redis import Redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 import keys
 
@@ -264,10 +265,8 @@ def start_server(app: str, port: int, env: dict[str, str], cwd: str, log: Any) -
 def check_redis(redis: Redis, queued_ids: list[int]) -> dict[str, Any]:
     """Every ``queued`` answer must have left a pending key and exactly one job for its task in the queue."""
     job_ids = [j.decode() if isinstance(j, bytes) else j for j in redis.lrange(QUEUE_KEY, 0, -1)]
-    pipe = redis.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.hget(f"rq:job:{job_id}", "data")
-    job_tasks = [json.loads(zlib.decompress(data))[3]["task_id"] for data in pipe.execute() if data]
+    jobs = Job.fetch_many(job_ids, connection=redis, serializer=JSONSerializer)  # read as a worker reads them
+    job_tasks = [job.kwargs["task_id"] for job in jobs if job is not None]
     pending = {int(key.rsplit(b":", 1)[1]) for key in redis.scan_iter(match="taskwarden:*:pending:*", count=1000)}
     wanted = set(queued_ids)
     ok = (len(wanted) == len(queued_ids) and sorted(job_tasks) == sorted(wanted) and wanted <= pending)

@@ -20,20 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
+from uuid import UUID
 
 from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import ResponseError
 from rq import Queue, Retry
 from rq.job import Job
-from rq.utils import now, utcformat
+from rq.utils import now
 
 import keys
-from handlers.thread_connection import run_script
+from handlers.script_call import run_script
 from workers import jobs
 
 TEMPLATE_TTL_SECONDS = 24 * 3600
@@ -101,7 +102,7 @@ def queue_unless_pending(redis: Redis, queue: Queue, portal_id: str, task_id: in
         True when this call queued the evaluation, False when one already waits (nothing written).
     """
     template = job_template(queue)
-    job_id = str(uuid4())
+    job_id = new_job_id()
     template_key = keys.job_template(portal_id, template.digest)
     script_keys = (pending_key, queue.redis_queues_keys, queue.job_class.key_for(job_id), queue.key, waiting_key,
                    template_key)
@@ -116,6 +117,13 @@ def queue_unless_pending(redis: Redis, queue: Queue, portal_id: str, task_id: in
     return bool(answer == 1)
 
 
+def new_job_id() -> str:
+    """A random (version 4) UUID, as RQ's own ids, from ``random`` rather than ``os.urandom``: the system
+    call releases the GIL, which under gunicorn's threads costs more than the id itself. Python reseeds
+    ``random`` in every forked child, so two web processes never share a sequence."""
+    return str(UUID(int=random.getrandbits(128), version=4))
+
+
 def write_template(redis: Redis, key: str, template: JobTemplate) -> None:
     """Store the shared fields for the script to copy; they expire so that old versions clean up after
     themselves (the next event simply writes them again)."""
@@ -128,13 +136,29 @@ def write_template(redis: Redis, key: str, template: JobTemplate) -> None:
 
 def own_fields(template: JobTemplate, portal_id: str, task_id: int, cause: str, event_name: str | None,
                event_id: str | None) -> list[Any]:
-    """The per-job hash fields, serialised as ``Job.to_dict`` serialises them."""
+    """The per-job hash fields, serialised as ``Job.to_dict`` serialises them, except that ``data`` is
+    left uncompressed: ``Job.restore`` takes it either way, and compressing ~200 bytes per event cost
+    more than it saved."""
     kwargs, meta, description = jobs.evaluation_spec(portal_id, task_id, cause, event_name, event_id)
-    stamp = utcformat(now())
+    stamp = rq_timestamp(time.time())
     dumps = template.serializer.dumps
-    return ["created_at", stamp, "data", _compress(dumps((template.func_name, None, (), kwargs))),
+    return ["created_at", stamp, "data", dumps((template.func_name, None, (), kwargs)),
             "retry_intervals", json.dumps(jobs._jittered()), "description", description, "enqueued_at", stamp,
             "meta", dumps(meta)]
+
+
+_second: tuple[int, str] = (0, "")
+
+
+def rq_timestamp(when: float) -> str:
+    """``rq.utils.utcformat`` of a UNIX time, with the date and time up to the second formatted once per
+    second: ``strftime`` per event showed in the profile."""
+    global _second
+    second, micros = divmod(round(when * 1_000_000), 1_000_000)
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{micros:06d}Z"
 
 
 def job_template(queue: Queue) -> JobTemplate:
@@ -152,13 +176,6 @@ def job_template(queue: Queue) -> JobTemplate:
         digest = hashlib.sha1(repr(sorted(shared.items())).encode(), usedforsecurity=False).hexdigest()[:16]
         template = _templates[cache_key] = JobTemplate(str(reference.func_name), queue.serializer, shared, digest)
     return template
-
-
-def _compress(data: bytes) -> bytes:
-    """A zlib stream as ``Job.restore`` reads it, with a 512-byte window: the default 32 KiB window makes
-    zlib allocate ~256 KiB per call, which cost several times more than compressing ~200 bytes."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 9, 1)
-    return compressor.compress(data) + compressor.flush()
 
 
 def _encode(value: Any) -> bytes:

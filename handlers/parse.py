@@ -128,6 +128,16 @@ def _unquote(text: str) -> str:
     """``parse_qsl``'s decoding of one name or value: ``+`` is a space, then %-escapes as UTF-8."""
     if "%" not in text and "+" not in text:
         return text
+    return _unquote_escaped(text) if len(text) <= MAX_KEY_LENGTH else _decode(text)
+
+
+@lru_cache(maxsize=1024)
+def _unquote_escaped(text: str) -> str:
+    """Cached for short texts: a portal's endpoint URLs come escaped, and the same, in every event."""
+    return _decode(text)
+
+
+def _decode(text: str) -> str:
     return unquote(text.replace("+", " "), encoding="utf-8", errors="replace")
 
 
