@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11"))
     parser.add_argument("--duration", type=float, default=2.0, help="measured seconds per target and round")
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each measurement")
-    parser.add_argument("--rounds", type=int, default=5, help="alternate intake and bare this many times")
+    parser.add_argument("--rounds", type=int, default=10, help="alternate intake and bare this many times")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
     parser.add_argument("--dup-ratio", type=float, default=0.1, help="share of events for an already-sent task")

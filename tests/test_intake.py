@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from redis import Redis
 
 import keys
+from logging_setup import capture_output
 
 from .conftest import TEST_MEMBER_ID, run_worker
 from .helpers import FORM, event_body, poll
@@ -86,6 +89,31 @@ class TestAnswers:
         app = make_app(redis_url="redis://127.0.0.1:1/0", spool_dir=str(blocked / "spool"))
         answer = app.test_client().post(URL, data=event_body(), content_type=FORM)
         assert answer.status_code == 503 and answer.get_json()["status"] == "unavailable"
+
+    def test_chunked_body_and_media_type_parameters(self, client: Any) -> None:
+        """A chunked body (no Content-Length) is read to its end; charset and case in Content-Type are fine."""
+        answer = client.post(URL, input_stream=io.BytesIO(event_body(51)),
+                             headers={"Content-Type": "Application/X-WWW-Form-Urlencoded; charset=UTF-8",
+                                      "Transfer-Encoding": "chunked"})
+        assert answer.status_code == 200 and answer.get_json()["status"] == "queued"
+
+    def test_bug_is_a_logged_json_500(self, app: Flask) -> None:
+        """A bug inside intake answers a plain JSON 500, logs the traceback, and leaves the next event unharmed."""
+        class BrokenRules:
+            @property
+            def subscribed_events(self) -> frozenset[str]:
+                raise ZeroDivisionError("a bug")
+
+        rt = app.extensions["taskwarden"]
+        rules, rt.rules = rt.rules, BrokenRules()
+        with capture_output() as logs:
+            answer = app.test_client().post(URL, data=event_body(52), content_type=FORM)
+        rt.rules = rules
+        assert answer.status_code == 500 and answer.get_json() == {"status": "error", "error": "internal_error"}
+        assert b"Traceback" not in answer.data
+        [line] = [json.loads(line) for line in logs.getvalue().splitlines() if "http.unexpected_error" in line]
+        assert "ZeroDivisionError" in line["exception"] and line["task_id"] == 52
+        assert app.test_client().post(URL, data=event_body(52), content_type=FORM).get_json()["status"] == "queued"
 
     def test_health_and_readiness(self, client: Any, make_app: Callable[..., Flask]) -> None:
         """healthz is always 200; readyz is 200 with Redis and 503 without."""
