@@ -12,6 +12,7 @@ write through the root handler, under its lock, so lines never interleave.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import sys
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import orjson
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
@@ -97,7 +99,7 @@ def configure_logging(log_format: str = "json", level: str = "INFO", secrets: It
     """Route structlog and stdlib loggers (rq, gunicorn, werkzeug) through one redacting renderer."""
     register_secrets(secrets)
     renderer: Any = (structlog.dev.ConsoleRenderer(colors=False)
-                     if log_format == "console" else structlog.processors.JSONRenderer())
+                     if log_format == "console" else structlog.processors.JSONRenderer(serializer=render_json))
     final = [structlog.processors.format_exc_info,  # traceback to text (no frame locals) ...
              redact,  # ... so that redaction sees it, last before the renderer
              renderer]
@@ -120,6 +122,14 @@ def configure_logging(log_format: str = "json", level: str = "INFO", secrets: It
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("urllib3").setLevel(max(root.level, logging.WARNING))  # per-connection chatter
+
+
+def render_json(event_dict: EventDict, **_: Any) -> str:
+    """One log line as JSON: orjson (a fifth of ``json.dumps``'s time), anything it cannot take as text."""
+    try:
+        return orjson.dumps(event_dict, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # e.g. an integer over 64 bits
+        return json.dumps(event_dict, default=repr)
 
 
 @contextmanager

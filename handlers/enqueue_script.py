@@ -19,18 +19,20 @@ there rather than in production.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import orjson
 from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import ResponseError
 from rq import Queue, Retry
 from rq.job import Job
+from rq.serializers import JSONSerializer
 from rq.utils import now
 
 import keys
@@ -72,7 +74,8 @@ class JobTemplate:
     """What every evaluation job on one queue shares, taken from a job RQ built itself."""
 
     func_name: str
-    serializer: Any
+    dumps: Callable[[Any], bytes]
+    """The queue serializer's ``dumps``; orjson's for RQ's JSON serializer (same JSON, a tenth of the time)."""
     shared_fields: dict[str, bytes]
     digest: str
     """Names the shared fields' content: the template's Redis key carries it."""
@@ -141,9 +144,9 @@ def own_fields(template: JobTemplate, portal_id: str, task_id: int, cause: str, 
     more than it saved."""
     kwargs, meta, description = jobs.evaluation_spec(portal_id, task_id, cause, event_name, event_id)
     stamp = rq_timestamp(time.time())
-    dumps = template.serializer.dumps
+    dumps = template.dumps
     return ["created_at", stamp, "data", dumps((template.func_name, None, (), kwargs)),
-            "retry_intervals", json.dumps(jobs._jittered()), "description", description, "enqueued_at", stamp,
+            "retry_intervals", orjson.dumps(jobs._jittered()), "description", description, "enqueued_at", stamp,
             "meta", dumps(meta)]
 
 
@@ -174,7 +177,8 @@ def job_template(queue: Queue) -> JobTemplate:
         shared = {name: _encode(value) for name, value in sorted(reference.to_dict().items())
                   if name not in OWN_FIELDS and value is not None}
         digest = hashlib.sha1(repr(sorted(shared.items())).encode(), usedforsecurity=False).hexdigest()[:16]
-        template = _templates[cache_key] = JobTemplate(str(reference.func_name), queue.serializer, shared, digest)
+        dumps = orjson.dumps if queue.serializer is JSONSerializer else queue.serializer.dumps
+        template = _templates[cache_key] = JobTemplate(str(reference.func_name), dumps, shared, digest)
     return template
 
 

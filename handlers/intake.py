@@ -12,11 +12,11 @@ other methods, the body limit, per-request log context, and a logged 500 for a b
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 import structlog
 from redis.exceptions import RedisError
 
@@ -48,7 +48,6 @@ class IntakeMiddleware:
         if environ.get("PATH_INFO") not in PATHS:
             return self.wsgi_app(environ, start_response)
         headers = [("Content-Type", "application/json")]
-        structlog.contextvars.clear_contextvars()
         try:
             if environ.get("REQUEST_METHOD") == "POST":
                 status, body = answer_event(self.rt, self.spool, environ)
@@ -60,7 +59,7 @@ class IntakeMiddleware:
             status, body = 500, {"status": "error", "error": "internal_error"}
         finally:
             structlog.contextvars.clear_contextvars()
-        payload = json.dumps(body).encode()
+        payload = orjson.dumps(body)
         headers.append(("Content-Length", str(len(payload))))
         start_response(_STATUS_LINES[status], headers)
         return [payload]

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from hiredis import pack_command
 from redis import Redis
 from redis.commands.core import Script
 from redis.connection import ConnectionPool
@@ -56,11 +57,12 @@ def run_script(redis: Redis, script: Script, keys: Sequence[Any], args: Sequence
 
 
 def _evalsha(connection: Any, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-    connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    # hiredis packs the command itself: redis-py's wrapper around it type-checks every argument again
+    connection.send_packed_command([pack_command(("EVALSHA", script.sha, len(keys), *keys, *args))])
     try:
         return connection.read_response()
-    except NoScriptError:
-        connection.send_command("EVAL", script.script, len(keys), *keys, *args)  # also caches it by its sha
+    except NoScriptError:  # EVAL also caches the script under its sha
+        connection.send_packed_command([pack_command(("EVAL", script.script, len(keys), *keys, *args))])
         return connection.read_response()
 
 

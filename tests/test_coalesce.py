@@ -61,13 +61,15 @@ def within_jitter(intervals: list[int]) -> bool:
 
 class TestScriptJob:
     def test_hash_matches_enqueue_evaluation(self, app: Flask, redis: Redis) -> None:
-        """Field for field, the job hash equals RQ's own enqueue of the same evaluation (times and jitter aside)."""
+        """Field for field, the job hash equals RQ's own enqueue of the same evaluation (times and jitter aside,
+        JSON compared parsed)."""
         ours = redis.hgetall(f"rq:job:{via_script(app, 7, 'ev-7')}")
         theirs = redis.hgetall(f"rq:job:{via_rq(app, 7, 'ev-7')}")
         assert ours.keys() == theirs.keys()
-        varying = {b"created_at", b"enqueued_at", b"retry_intervals", b"data"}
+        varying = {b"created_at", b"enqueued_at", b"retry_intervals", b"data", b"meta"}
         assert {k: v for k, v in ours.items() if k not in varying} == {
             k: v for k, v in theirs.items() if k not in varying}
+        assert json.loads(ours[b"meta"]) == json.loads(theirs[b"meta"])  # same JSON, without RQ's spaces
         assert within_jitter(json.loads(ours[b"retry_intervals"]))
         data, rq_data = ours[b"data"], theirs[b"data"]  # RQ compresses its own; ours is plain JSON
         assert isinstance(rq_data, bytes)
