@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from rq import Worker
 
 import keys
 from workers.jobs import enqueue_evaluation
-from workers.locks import concurrency_guard
+from workers.locks import KeptLock, concurrency_guard
 
 from .conftest import TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET
 from .helpers import FORM, event_body, poll
@@ -55,6 +56,20 @@ class TestGuard:
         with concurrency_guard(redis, "p", [7]), concurrency_guard(redis, "p", [7]):
             pass
         assert redis.hgetall(keys.lock_violations("p")) == {b"7": b"1"}
+
+
+class TestKeptLock:
+    def test_held_past_its_ttl_while_the_holder_lives(self, redis: Redis) -> None:
+        """The keeper renews the lock: three TTLs later it is still ours and held, then released."""
+        lock = KeptLock(redis, "taskwarden:p:lock:kept", ttl_seconds=1)
+        assert lock.acquire()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # watched all along: it must never lapse
+            assert redis.pttl("taskwarden:p:lock:kept") > 0
+            threading.Event().wait(0.05)
+        assert not KeptLock(redis, "taskwarden:p:lock:kept", ttl_seconds=1).acquire()
+        lock.release()
+        assert not redis.exists("taskwarden:p:lock:kept")
 
 
 @pytest.mark.slow

@@ -82,7 +82,8 @@ class KeptLock:
     """
 
     def __init__(self, redis: Redis, key: str, ttl_seconds: int) -> None:
-        self._lock = redis.lock(key, timeout=ttl_seconds)
+        # not thread-local: the keeper thread extends with the token the acquiring thread got
+        self._lock = redis.lock(key, timeout=ttl_seconds, thread_local=False)
         self._ttl = ttl_seconds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,6 +110,9 @@ class KeptLock:
                 self._lock.extend(self._ttl, replace_ttl=True)
             except (LockError, RedisError):
                 log.warning("lock.lost", key=self._lock.name)
+                return
+            except Exception:  # a bug here would otherwise end the keeper silently and let the lock lapse
+                log.exception("lock.keeper_failed", key=self._lock.name)
                 return
 
 
