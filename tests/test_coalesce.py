@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
+import uuid
 import zlib
 from typing import Any
 
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 from redis import Redis
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat
 
 import audit
 import keys
 from handlers.coalesce import coalesce
-from handlers.enqueue_script import OWN_FIELDS, TEMPLATE_TTL_SECONDS
+from handlers.enqueue_script import OWN_FIELDS, TEMPLATE_TTL_SECONDS, new_job_id, rq_timestamp
 from workers.jobs import PENDING_TTL_SECONDS, RETRY_INTERVALS_SECONDS, enqueue_evaluation
 
 from .conftest import run_worker
@@ -126,6 +131,18 @@ class TestScriptJob:
         assert set(scheduled.get_job_ids()) == {ours, theirs}
         left = fetch(app, ours).retries_left
         assert left == fetch(app, theirs).retries_left and left is not None and left < len(RETRY_INTERVALS_SECONDS)
+
+
+class TestJobFields:
+    @given(st.integers(min_value=0, max_value=4_102_444_800_000_000))  # microseconds up to 2100
+    def test_timestamps_as_rq_formats_them(self, micros: int) -> None:
+        """``rq_timestamp`` equals RQ's ``utcformat`` of the same instant (it only caches the seconds)."""
+        when = dt.datetime.fromtimestamp(micros // 1_000_000, dt.UTC).replace(microsecond=micros % 1_000_000)
+        assert rq_timestamp(micros / 1_000_000) == utcformat(when)
+
+    def test_job_ids_are_version_4_uuids(self) -> None:
+        ids = {new_job_id() for _ in range(1000)}
+        assert len(ids) == 1000 and all(uuid.UUID(job_id).version == 4 for job_id in ids)
 
 
 class TestCoalesce:
