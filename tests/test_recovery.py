@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 from flask import Flask
 
+import keys
 from workers.jobs import enqueue_evaluation
+from workers.passes import take_own_task
 
-from .conftest import TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET
+from .conftest import TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET, run_worker
 from .helpers import poll
 
 ROOT = Path(__file__).parent.parent
@@ -76,3 +78,22 @@ def test_sigkill_mid_evaluation_is_rerun(app: Flask, sandbox: Any, sandbox_serve
                 for pid in [*descendants(process.pid), process.pid]:
                     os.kill(pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+def test_rerun_after_a_kill_right_after_taking_the_task(app: Flask, sandbox: Any) -> None:
+    """Killed just after its task left the waiting hash, before claiming others: the rerun still evaluates it.
+
+    The task leaves the waiting hash and enters the job's inflight set in one step, so there is no moment
+    at which a kill leaves a rerun that finds it in neither and ends as "coalesced".
+    """
+    rt = app.extensions["taskwarden"]
+    task_id = sandbox.add_task(TITLE="t")
+    entry_id = sandbox.add_entry(task_id, 40000, "x")
+    job = enqueue_evaluation(rt.queue(), rt.portal.id, task_id)
+    assert take_own_task(rt, rt.portal.id, task_id, keys.inflight(rt.portal.id, job.id))  # where the kill lands
+    assert not rt.redis.hexists(keys.waiting(rt.portal.id), str(task_id))
+    run_worker(app)  # RQ runs the same job again
+    result = job.return_value()
+    assert job.get_status(refresh=True) == "finished" and result is not None and result["status"] == "done"
+    assert sandbox.entry(entry_id)["SECONDS"] == 28800
+    assert not rt.redis.exists(keys.inflight(rt.portal.id, job.id))

@@ -24,7 +24,7 @@ import runtime
 from bitrix.errors import OperationTimeLimit
 from workers.evaluation import Trigger
 from workers.locks import KeptLock
-from workers.passes import shared_pass
+from workers.passes import shared_pass, take_own_task
 
 log = structlog.get_logger(__name__)
 
@@ -90,20 +90,22 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
     job = get_current_job()
     inflight = keys.inflight(portal_id, job.id if job else f"direct-{task_id}")
     rerun = bool(rt.redis.exists(inflight))  # this job was killed mid-pass and is run again by RQ
-    if not rerun and not rt.redis.hdel(keys.waiting(portal_id), str(task_id)):
+    if not rerun and not take_own_task(rt, portal_id, task_id, inflight):
         metrics.count(portal_id, "evaluations", outcome="coalesced")
         return {"status": "coalesced"}
     lock = KeptLock(rt.redis, keys.task_lock(portal_id, task_id), LOCK_TTL_SECONDS)
     if not lock.acquire(blocking_timeout=LOCK_WAIT_SECONDS):
         # Another evaluation of this task runs long. Our pending mark stays set, so later events keep
-        # coalescing onto this evaluation, which steps back and tries again shortly.
+        # coalescing onto this evaluation, which steps back and tries again shortly (a job of its own).
         enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name,
                            event_id=event_id, delay_seconds=BUSY_RETRY_SECONDS)
+        rt.redis.delete(inflight)  # after: killed in between, a rerun of this job still has the task
         log.info("evaluation.busy", task_id=task_id)
         metrics.count(portal_id, "evaluations", outcome="busy")
         return {"status": "busy"}
     try:
-        decisions, tasks_done = shared_pass(rt, portal_id, task_id, inflight, Trigger(cause, event_name, event_id))
+        decisions, tasks_done = shared_pass(rt, portal_id, task_id, inflight, Trigger(cause, event_name, event_id),
+                                             rerun=rerun)
     except OperationTimeLimit as paused:
         # The portal blocked a method for a while: come back when it is open again, keeping our retries.
         delay = max(BUSY_RETRY_SECONDS, (paused.reset_at or 0) - time.time())

@@ -25,15 +25,26 @@ CLAIMED_LOCK_TTL_SECONDS = 15
 """TTL of the claimed tasks' locks, renewed while the pass runs."""
 
 
-def shared_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str,
-                 trigger: Trigger) -> tuple[list[Any], int]:
+def take_own_task(rt: Runtime, portal_id: str, task_id: int, inflight: str) -> bool:
+    """Move the job's own task from the waiting hash to its ``inflight`` set, in one step; False when the
+    task was not waiting (an earlier pass took it along).
+
+    One step, because a job killed between the two would leave a rerun that finds its task neither
+    waiting nor noted, and ends as "coalesced" without evaluating it.
+    """
+    return bool(_take_own_script(keys=[keys.waiting(portal_id), inflight], args=[task_id, INFLIGHT_TTL_SECONDS],
+                                 client=rt.redis))
+
+
+def shared_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigger: Trigger, *,
+                rerun: bool) -> tuple[list[Any], int]:
     """Claim other waiting tasks, lock the free ones, evaluate them all with ours; returns decisions, count.
 
     The claimed tasks are noted under this job's id (``inflight``) before anything else happens: if the
-    worker is killed, RQ runs the same job again and it takes the same tasks up, since their own jobs
-    may meanwhile have ended as "coalesced".
+    worker is killed, RQ runs the same job again (``rerun``) and it takes the same tasks up, since their
+    own jobs may meanwhile have ended as "coalesced".
     """
-    claimed = _claim(rt, portal_id, task_id, inflight)
+    claimed = _noted(rt, task_id, inflight) if rerun else _claim(rt, portal_id, inflight)
     with task_locks(rt.redis, portal_id, claimed, CLAIMED_LOCK_TTL_SECONDS) as held:
         busy = set(claimed) - set(held)
         if busy:  # being evaluated elsewhere right now: queue them again for after that
@@ -51,21 +62,21 @@ def shared_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str,
     return decisions, 1 + len(held)
 
 
-def _claim(rt: Runtime, portal_id: str, task_id: int, inflight: str) -> list[int]:
-    """The other tasks of this pass: those of a killed earlier run of this job, else up to a pass's worth,
-    whose own queued jobs are taken off the queue (they would only find their task gone)."""
-    noted = {int(raw) for raw in rt.redis.smembers(inflight)}
-    if noted:
-        return sorted(noted - {task_id})
+def _noted(rt: Runtime, task_id: int, inflight: str) -> list[int]:
+    """The other tasks a killed earlier run of this job had claimed."""
+    return sorted({int(raw) for raw in rt.redis.smembers(inflight)} - {task_id})
+
+
+def _claim(rt: Runtime, portal_id: str, inflight: str) -> list[int]:
+    """Up to a pass's worth of other waiting tasks, noted under ``inflight``; their own queued jobs are
+    taken off the queue (they would only find their task gone)."""
     fields, job_ids = _claim_script(keys=[keys.waiting(portal_id)], args=[rt.settings.taskwarden_pass_size - 1],
                                     client=rt.redis)
     if not fields:
-        rt.redis.sadd(inflight, task_id)
-        rt.redis.expire(inflight, INFLIGHT_TTL_SECONDS)
         return []
     claimed = [int(raw) for raw in fields]
     pipe = rt.redis.pipeline()
-    pipe.sadd(inflight, task_id, *claimed)
+    pipe.sadd(inflight, *claimed)
     pipe.expire(inflight, INFLIGHT_TTL_SECONDS)
     queue = rt.queue()
     for job_id in job_ids:
@@ -100,6 +111,15 @@ redis.call('HDEL', KEYS[1], unpack(fields))
 return {fields, job_ids}
 """
 _claim_script = Script(None, _CLAIM)  # type: ignore[arg-type]  # bytes need no client to hash
+
+# KEYS[1] the waiting hash, KEYS[2] the job's inflight set; ARGV[1] the task id, ARGV[2] the set's TTL.
+_TAKE_OWN = b"""
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+_take_own_script = Script(None, _TAKE_OWN)  # type: ignore[arg-type]
 
 
 def _triggers(rt: Runtime, portal_id: str, task_id: int, others: list[int],
