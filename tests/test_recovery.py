@@ -15,7 +15,7 @@ from flask import Flask
 
 import keys
 from workers.jobs import enqueue_evaluation
-from workers.passes import take_own_task
+from workers.passes import _claim_script, take_own_task
 
 from .conftest import TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET, run_worker
 from .helpers import poll
@@ -97,3 +97,23 @@ def test_rerun_after_a_kill_right_after_taking_the_task(app: Flask, sandbox: Any
     assert job.get_status(refresh=True) == "finished" and result is not None and result["status"] == "done"
     assert sandbox.entry(entry_id)["SECONDS"] == 28800
     assert not rt.redis.exists(keys.inflight(rt.portal.id, job.id))
+
+
+def test_rerun_after_a_kill_right_after_claiming_others(app: Flask, sandbox: Any) -> None:
+    """Killed just after claiming another waiting task, before taking its job off the queue: nothing is lost.
+
+    The claim moves the other task from the waiting hash to this job's inflight set in one step; the rerun
+    evaluates both, and the other task's own job, still queued, finds its task taken and ends as coalesced.
+    """
+    rt = app.extensions["taskwarden"]
+    tasks = [sandbox.add_task(TITLE=f"t{n}") for n in range(2)]
+    entries = [sandbox.add_entry(task_id, 40000, "x") for task_id in tasks]
+    first, other = (enqueue_evaluation(rt.queue(), rt.portal.id, task_id) for task_id in tasks)
+    inflight = keys.inflight(rt.portal.id, first.id)
+    assert take_own_task(rt, rt.portal.id, tasks[0], inflight)
+    _claim_script(keys=[keys.waiting(rt.portal.id), inflight], args=[10, 60], client=rt.redis)  # where the kill lands
+    assert rt.redis.hlen(keys.waiting(rt.portal.id)) == 0
+    run_worker(app)  # the first job runs again, and the other task's job runs too
+    assert [sandbox.entry(entry_id)["SECONDS"] for entry_id in entries] == [28800, 28800]
+    outcomes = {job.id: (job.return_value() or {}).get("status") for job in (first, other)}
+    assert outcomes == {first.id: "done", other.id: "coalesced"}

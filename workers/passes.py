@@ -70,18 +70,16 @@ def _noted(rt: Runtime, task_id: int, inflight: str) -> list[int]:
 def _claim(rt: Runtime, portal_id: str, inflight: str) -> list[int]:
     """Up to a pass's worth of other waiting tasks, noted under ``inflight``; their own queued jobs are
     taken off the queue (they would only find their task gone)."""
-    fields, job_ids = _claim_script(keys=[keys.waiting(portal_id)], args=[rt.settings.taskwarden_pass_size - 1],
-                                    client=rt.redis)
+    fields, job_ids = _claim_script(keys=[keys.waiting(portal_id), inflight],
+                                    args=[rt.settings.taskwarden_pass_size - 1, INFLIGHT_TTL_SECONDS], client=rt.redis)
     if not fields:
         return []
     claimed = [int(raw) for raw in fields]
     pipe = rt.redis.pipeline()
-    pipe.sadd(inflight, *claimed)
-    pipe.expire(inflight, INFLIGHT_TTL_SECONDS)
     queue = rt.queue()
     for job_id in job_ids:
         pipe.lrem(queue.key, 1, job_id)
-    removed = pipe.execute()[2:]
+    removed = pipe.execute()
     gone = [job_id for job_id, count in zip(job_ids, removed, strict=True) if count]
     if gone:  # off the queue: their hashes go too (a scheduled one stays, and finds its task gone)
         rt.redis.delete(*(queue.job_class.key_for(job_id.decode()) for job_id in gone))
@@ -101,13 +99,17 @@ def _requeue(rt: Runtime, portal_id: str, task_ids: list[int], trigger: Trigger)
         pipe.execute()
 
 
-# KEYS[1] the waiting hash; ARGV[1] how many. Takes up to that many waiting tasks at random, atomically,
-# and returns {task ids, their job ids}.
+# KEYS[1] the waiting hash, KEYS[2] the job's inflight set; ARGV[1] how many, ARGV[2] the set's TTL.
+# Moves up to that many waiting tasks, at random, from the hash to the set in one step (a kill in between
+# would lose them: their own jobs would find them gone, the rerun would not know them), and returns
+# {task ids, their job ids}.
 _CLAIM = b"""
 local fields = redis.call('HRANDFIELD', KEYS[1], ARGV[1])
 if #fields == 0 then return {{}, {}} end
 local job_ids = redis.call('HMGET', KEYS[1], unpack(fields))
 redis.call('HDEL', KEYS[1], unpack(fields))
+redis.call('SADD', KEYS[2], unpack(fields))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
 return {fields, job_ids}
 """
 _claim_script = Script(None, _CLAIM)  # type: ignore[arg-type]  # bytes need no client to hash
