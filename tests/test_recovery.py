@@ -117,3 +117,19 @@ def test_rerun_after_a_kill_right_after_claiming_others(app: Flask, sandbox: Any
     assert [sandbox.entry(entry_id)["SECONDS"] for entry_id in entries] == [28800, 28800]
     outcomes = {job.id: (job.return_value() or {}).get("status") for job in (first, other)}
     assert outcomes == {first.id: "done", other.id: "coalesced"}
+
+
+def test_failed_pass_loses_no_task(app: Flask, sandbox: Any) -> None:
+    """A pass whose read fails past the client's retries: its own task and those it took along are all
+    evaluated afterwards (by RQ's retry and by jobs of their own), and no note is left behind."""
+    rt = app.extensions["taskwarden"]
+    tasks = [sandbox.add_task(TITLE=f"t{n}") for n in range(3)]
+    entries = [sandbox.add_entry(task_id, 40000, "x") for task_id in tasks]
+    for task_id in tasks:
+        enqueue_evaluation(rt.queue(), rt.portal.id, task_id)
+    sandbox.fault("batch", status=500, error="INTERNAL_SERVER_ERROR", times=5)  # the client tries 5 times
+    run_worker(app)
+    assert [r["status"] for r in sandbox.requests()][:5] == [500] * 5  # the first pass did fail
+    assert [sandbox.entry(entry_id)["SECONDS"] for entry_id in entries] == [28800] * 3
+    assert not list(rt.redis.scan_iter(match=keys.inflight(rt.portal.id, "*")))
+    assert len(rt.queue().failed_job_registry) == 0

@@ -111,11 +111,13 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
         delay = max(BUSY_RETRY_SECONDS, (paused.reset_at or 0) - time.time())
         enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name,
                            event_id=event_id, delay_seconds=delay)
+        rt.redis.delete(inflight)  # after the task is listed again, so that no moment loses it
         log.warning("evaluation.method_paused", method=paused.method, retry_in=round(delay))
         metrics.count(portal_id, "evaluations", outcome="paused")
         return {"status": "paused", "method": paused.method}
     except BaseException:  # RQ retries this job: it must find its task waiting again
         rt.redis.hset(keys.waiting(portal_id), str(task_id), job.id if job else "")
+        rt.redis.delete(inflight)
         raise
     finally:
         lock.release()

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from redis.commands.core import Script
+from redis.exceptions import RedisError
 
 import keys
 from runtime import Runtime
 from workers.evaluation import Trigger, evaluate_tasks
 from workers.locks import concurrency_guard, task_locks
+
+log = structlog.get_logger(__name__)
 
 INFLIGHT_TTL_SECONDS = 86400
 """How long the tasks of a pass stay noted for a rerun of its job (after a SIGKILL)."""
@@ -45,19 +49,20 @@ def shared_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigge
     own jobs may meanwhile have ended as "coalesced".
     """
     claimed = _noted(rt, task_id, inflight) if rerun else _claim(rt, portal_id, inflight)
-    with task_locks(rt.redis, portal_id, claimed, CLAIMED_LOCK_TTL_SECONDS) as held:
-        busy = set(claimed) - set(held)
-        if busy:  # being evaluated elsewhere right now: queue them again for after that
-            _requeue(rt, portal_id, sorted(busy), trigger)
-        try:
+    requeued: list[int] = []
+    try:
+        with task_locks(rt.redis, portal_id, claimed, CLAIMED_LOCK_TTL_SECONDS) as held:
+            busy = sorted(set(claimed) - set(held))
+            if busy:  # being evaluated elsewhere right now: queue them again for after that
+                _requeue(rt, portal_id, busy, trigger)
+                requeued = busy
             triggers, event_ids = _triggers(rt, portal_id, task_id, held, trigger)
             with concurrency_guard(rt.redis, portal_id, [task_id, *held]):
                 decisions = [d for each, ids in triggers.items()
                              for d in evaluate_tasks(rt, ids, each, event_ids=event_ids)]
-        except BaseException:  # the others get jobs of their own again; ours is retried by RQ
-            _requeue(rt, portal_id, held, trigger)
-            rt.redis.delete(inflight)
-            raise
+    except BaseException:  # the others get jobs of their own again; ours is retried by RQ, and the caller
+        _requeue(rt, portal_id, sorted(set(claimed) - set(requeued)), trigger)  # drops the note once its
+        raise  # own task is listed again
     rt.redis.delete(inflight)
     return decisions, 1 + len(held)
 
@@ -75,14 +80,17 @@ def _claim(rt: Runtime, portal_id: str, inflight: str) -> list[int]:
     if not fields:
         return []
     claimed = [int(raw) for raw in fields]
-    pipe = rt.redis.pipeline()
     queue = rt.queue()
-    for job_id in job_ids:
-        pipe.lrem(queue.key, 1, job_id)
-    removed = pipe.execute()
-    gone = [job_id for job_id, count in zip(job_ids, removed, strict=True) if count]
-    if gone:  # off the queue: their hashes go too (a scheduled one stays, and finds its task gone)
-        rt.redis.delete(*(queue.job_class.key_for(job_id.decode()) for job_id in gone))
+    try:  # only spares workers a fork each: a job left queued finds its task taken and ends as coalesced
+        pipe = rt.redis.pipeline()
+        for job_id in job_ids:
+            pipe.lrem(queue.key, 1, job_id)
+        removed = pipe.execute()
+        gone = [job_id for job_id, count in zip(job_ids, removed, strict=True) if count]
+        if gone:  # off the queue: their hashes go too (a scheduled one stays, and finds its task gone)
+            rt.redis.delete(*(queue.job_class.key_for(job_id.decode()) for job_id in gone))
+    except RedisError:
+        log.warning("pass.dequeue_failed", tasks=len(claimed))
     return claimed
 
 
