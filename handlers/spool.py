@@ -74,8 +74,14 @@ class Spool:
         """Spool files of this process and of dead processes on this host, oldest first."""
         if not self.directory.is_dir():
             return []
-        found = [path for path in self.directory.glob("events-*.jsonl*") if self._ours_or_orphaned(path)]
-        return sorted(found, key=lambda path: path.stat().st_mtime)
+        found = []
+        for path in self.directory.glob("events-*.jsonl*"):
+            try:
+                if self._ours_or_orphaned(path):
+                    found.append((path.stat().st_mtime, path))
+            except FileNotFoundError:  # drained and removed by the drainer since the listing
+                continue
+        return [path for _mtime, path in sorted(found)]
 
     def drain(self, redis: Redis, handle: Handle) -> DrainResult:
         """Queue every spooled event once; stops (keeping the rest) if Redis fails again."""

@@ -11,6 +11,7 @@ from flask import Flask
 from redis import Redis
 
 import keys
+from handlers.spool import Spool
 
 from .helpers import FORM, event_body, poll
 from .redis_process import RedisProcess
@@ -106,3 +107,17 @@ class TestOutage:
              "the stale file to be adopted", timeout=15)
         assert fresh.exists()
         assert [job.kwargs["task_id"] for job in app.extensions["taskwarden"].queue().jobs] == [81]
+
+    def test_file_gone_while_listing(self, tmp_path: Path) -> None:
+        """A spool file removed between listing and reading its age (the drainer finished it) is skipped."""
+        import os
+        import socket
+
+        spool_dir = tmp_path / "spool"
+        spool_dir.mkdir()
+        host = socket.gethostname().replace(".", "_")
+        # listed by name, gone when looked at: what a file the drainer just removed looks like
+        (spool_dir / f"events-{host}-{os.getpid()}.jsonl").symlink_to(spool_dir / "removed")
+        kept = spool_dir / f"events-{host}-{os.getpid()}.jsonl.draining-1"
+        kept.write_text("")
+        assert Spool(str(spool_dir), lambda digest: digest).pending_files() == [kept]
