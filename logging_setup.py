@@ -81,8 +81,11 @@ class LineLogger:
 
     def msg(self, line: str) -> None:
         with _handler.lock:  # type: ignore[union-attr]  # created by Handler.__init__
-            _handler.stream.write(line + "\n")
-            _handler.stream.flush()
+            try:
+                _handler.stream.write(line + "\n")
+                _handler.stream.flush()
+            except (OSError, ValueError):  # a broken or closed stdout must not fail the request that logged,
+                pass  # as stdlib's handlers never do
 
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -57,3 +58,21 @@ class TestRedact:
         first, second = (json.loads(line) for line in rendered.getvalue().splitlines()[-2:])
         assert (first["job_id"], first["task_id"], first["rule"]) == ("j-1", 42, "cap")
         assert "job_id" not in second
+
+
+class TestBrokenOutput:
+    def test_logging_never_raises(self, rendered: io.StringIO) -> None:
+        """A broken stdout (a closed pipe) loses the line; the code that logged goes on."""
+        class BrokenPipe(io.StringIO):
+            def write(self, _text: str) -> int:
+                raise BrokenPipeError(32, "Broken pipe")
+
+        handler = logging.getLogger().handlers[0]
+        previous = handler.setStream(BrokenPipe())  # type: ignore[attr-defined]
+        try:
+            structlog.get_logger("t").info("lost", task_id=1)
+            structlog.get_logger("t").error("lost too")
+        finally:
+            handler.setStream(previous)  # type: ignore[attr-defined]
+        structlog.get_logger("t").info("kept")
+        assert [json.loads(line)["event"] for line in rendered.getvalue().splitlines()] == ["kept"]
