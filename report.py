@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 import keys
 from audit import Decision, as_record
@@ -30,14 +31,17 @@ def update(redis: Redis, portal_id: str, rule_names: Iterable[str], task_ids: It
     for decision in decisions:
         if decision.outcome in OPEN_OUTCOMES:
             open_by.setdefault((decision.rule, decision.task_id), []).append(as_record(decision))
+    task_ids = list(task_ids)
     pipe = redis.pipeline(transaction=False)
-    for rule in rule_names:
-        for task_id in task_ids:
-            found = open_by.get((rule, task_id))
-            if found:
-                pipe.hset(keys.report(portal_id, rule), str(task_id), json.dumps(found, default=str))
-            else:
-                pipe.hdel(keys.report(portal_id, rule), str(task_id))
+    for rule in rule_names:  # one HSET and one HDEL per rule, however many tasks
+        still_open: dict[FieldT, EncodableT] = {
+            str(task_id): json.dumps(open_by[rule, task_id], default=str)
+            for task_id in task_ids if (rule, task_id) in open_by}
+        compliant = [str(task_id) for task_id in task_ids if (rule, task_id) not in open_by]
+        if still_open:
+            pipe.hset(keys.report(portal_id, rule), mapping=still_open)
+        if compliant:
+            pipe.hdel(keys.report(portal_id, rule), *compliant)
     pipe.execute()
 
 

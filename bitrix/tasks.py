@@ -11,6 +11,8 @@ from bitrix.normalize import as_datetime, as_int
 
 TASK_SELECT = ["ID", "TITLE", "STATUS", "GROUP_ID", "RESPONSIBLE_ID", "CREATED_BY", "CREATED_DATE",
                "CHANGED_DATE", "DEADLINE", "CLOSED_DATE"]
+TIME_SPENT = "TIME_SPENT_IN_LOGS"
+"""Seconds logged on the task: the server sums its time entries at read time (reference 6.2)."""
 STATUS_COMPLETED = 5
 
 
@@ -25,12 +27,19 @@ class Task:
     changed_date: dt.datetime | None = None
     deadline: dt.datetime | None = None
     userfields: dict[str, Any] = field(default_factory=dict)
+    time_spent: int | None = None
+    """Seconds logged in its time entries; None when not read (not selected, or not printed)."""
 
 
-def list_by_ids(task_ids: list[int], userfields: tuple[str, ...] = ()) -> Command:
+def select(userfields: tuple[str, ...] = (), time_spent: bool = False) -> list[str]:
+    """The fields we read: ours, the rules' user fields, and the logged time when entries matter."""
+    return [*TASK_SELECT, *((TIME_SPENT,) if time_spent else ()), *userfields]
+
+
+def list_by_ids(task_ids: list[int], userfields: tuple[str, ...] = (), time_spent: bool = False) -> Command:
     """Up to 50 tasks in one command: ``tasks.task.list`` filtered by ID, a narrow select, no COUNT(*)."""
     return Command("tasks.task.list", {"order": {"ID": "asc"}, "filter": {"ID": task_ids},
-                                       "select": [*TASK_SELECT, *userfields], "start": -1})
+                                       "select": select(userfields, time_spent), "start": -1})
 
 
 def tasks_from_list(result: Any) -> list[Task]:
@@ -72,4 +81,15 @@ def task_from_row(data: dict[str, Any]) -> Task:
                 group_id=as_int(data.get("groupId")), responsible_id=as_int(data.get("responsibleId")),
                 created_by=as_int(data.get("createdBy")), created_date=as_datetime(data.get("createdDate")),
                 changed_date=as_datetime(data.get("changedDate")), deadline=as_datetime(data.get("deadline")),
-                userfields={k: v for k, v in data.items() if k.startswith("uf")})
+                userfields={k: v for k, v in data.items() if k.startswith("uf")},
+                time_spent=_time_spent(data))
+
+
+def _time_spent(data: dict[str, Any]) -> int | None:
+    """Null means no entries (the server's SUM found no row); absent or unreadable means unknown."""
+    if "timeSpentInLogs" not in data:
+        return None
+    try:
+        return as_int(data["timeSpentInLogs"])
+    except (TypeError, ValueError):
+        return None

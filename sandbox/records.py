@@ -124,6 +124,16 @@ def add_entry(portal: Portal, task_id: int, fields: dict[str, Any]) -> int:
     return entry_id
 
 
+def time_spent(portal: Portal, task_ids: set[int]) -> dict[int, int]:
+    """Seconds logged per task, as the server computes ``TIME_SPENT_IN_LOGS``: a SUM over the task's
+    entries at read time (no row, so null, for a task without entries)."""
+    spent: dict[int, int] = {}
+    for entry in portal.entries.values():
+        if entry["TASK_ID"] in task_ids:
+            spent[entry["TASK_ID"]] = spent.get(entry["TASK_ID"], 0) + entry["SECONDS"]
+    return spent
+
+
 def entry_view(entry: dict[str, Any]) -> dict[str, Any]:
     """A stored entry with its derived MINUTES, in the field order of the public map."""
     view = dict(entry)

@@ -34,11 +34,22 @@ def selected_names(task: dict[str, Any], select: list[str] | None) -> list[str]:
     return names
 
 
-def classic(task: dict[str, Any], select: list[str] | None, user_tz: str, listing: bool = False) -> dict[str, Any]:
-    """The classic task object: camelCase keys, numbers as strings, dates in the user's offset."""
+def wants_time_spent(select: list[str] | None) -> bool:
+    """``TIME_SPENT_IN_LOGS`` is computed from the entries, so only when named in ``select``."""
+    return any(str(name).upper() == "TIME_SPENT_IN_LOGS" for name in select or [])
+
+
+def classic(task: dict[str, Any], select: list[str] | None, user_tz: str, listing: bool = False,
+            spent: dict[int, int] | None = None) -> dict[str, Any]:
+    """The classic task object: camelCase keys, numbers as strings, dates in the user's offset.
+
+    ``spent`` holds ``TIME_SPENT_IN_LOGS`` (see ``wants_time_spent``), printed only when selected.
+    """
     out: dict[str, Any] = {}
     for name in selected_names(task, select):
         out[camel(name)] = _classic_value(task.get(name), user_tz)
+    if spent is not None:
+        out["timeSpentInLogs"] = _classic_value(spent.get(task["ID"]), user_tz)
     if listing and "status" in out:
         out["subStatus"] = out["status"]
     out.update(_extras(task))

@@ -207,3 +207,21 @@ class TestCoalesce:
         first, second = (redis.hgetall(f"rq:job:{via_script(app, n, f'ev-{n}')}") for n in (21, 22))
         differing = {k.decode() if isinstance(k, bytes) else k for k in first if first[k] != second[k]}
         assert differing <= OWN_FIELDS
+
+
+class TestClaim:
+    def test_claimed_jobs_leave_the_queue_and_the_rest_keep_their_order(self, make_app: Any) -> None:
+        """A pass claims waiting tasks and takes their jobs off the queue (one pass over the list), so no
+        worker forks for a job whose task is gone; the other jobs stay, in order, with their hashes."""
+        from workers.passes import _claim
+
+        app = make_app(taskwarden_pass_size=4)
+        rt = runtime(app)
+        jobs = {task_id: via_script(app, task_id, f"{EVENT}:{task_id}:0:1") for task_id in range(1, 9)}
+        claimed = _claim(rt, rt.portal.id, keys.inflight(rt.portal.id, "job-of-a-pass"))
+        assert len(claimed) == 3
+        taken = {jobs[task_id] for task_id in claimed}
+        assert queued_job_ids(app) == [job for job in jobs.values() if job not in taken]
+        assert not any(rt.redis.exists(Job.key_for(job)) for job in taken)
+        assert all(rt.redis.exists(Job.key_for(job)) for job in jobs.values() if job not in taken)
+        assert {int(raw) for raw in rt.redis.smembers(keys.inflight(rt.portal.id, "job-of-a-pass"))} == set(claimed)

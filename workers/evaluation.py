@@ -19,7 +19,7 @@ import metrics
 import report
 from audit import Decision
 from bitrix import elapsed, tasks
-from bitrix.batch import BatchResult, Command
+from bitrix.batch import MAX_COMMANDS, BatchResult, Command
 from bitrix.elapsed import TimeEntry
 from bitrix.errors import AccessDenied, AuthError, BitrixError, OperationTimeLimit
 from bitrix.tasks import Task
@@ -121,17 +121,27 @@ def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
                 trigger: Trigger) -> tuple[list[TaskState], list[Decision]]:
     """Read tasks 50 per command (``tasks.task.list`` by ID) and their entries 50 rows per command.
 
-    One batch request carries the tasks and the first page of entries of every group of 50 tasks; a
-    second one, only when some group has more than 50 entries, the remaining pages.
+    Usually one batch request carries the tasks and the first page of entries of every group of 50
+    tasks. But when the rules only care about tasks with more time logged than a cap
+    (``Needs.entries_over``) and reading in two steps cannot take more requests (``_spent_first``), the
+    tasks come first, with their logged time, and only the tasks over the cap get their entries read.
+    Further pages, only when a group has more than 50 entries, follow in one more batch.
     """
     groups = _groups(task_ids)
-    commands = {f"t{index}": tasks.list_by_ids(group, needs.userfields) for index, group in enumerate(groups)}
-    if needs.entries:
-        commands.update(_first_entry_pages(groups))
+    select_spent = needs.entries and needs.entries_over is not None and _spent_first(len(groups))
+    commands = {f"t{index}": tasks.list_by_ids(group, needs.userfields, time_spent=select_spent)
+                for index, group in enumerate(groups)}
+    entry_groups = groups if needs.entries and not select_spent else []
+    commands.update(_first_entry_pages(entry_groups))
     answers = rt.client.batch(commands)
-    if needs.entries:
-        _read_further_entry_pages(rt, groups, answers)
-    return _states(task_ids, groups, answers, trigger)
+    if select_spent:
+        listed = [task for key, result in answers.results.items() if key.startswith("t")
+                  for task in tasks.tasks_from_list(result)]
+        entry_groups = _groups([task.id for task in listed if needs.entries_of(task)])
+        if entry_groups:
+            answers.merge(rt.client.batch(_first_entry_pages(entry_groups)))
+    _read_further_entry_pages(rt, entry_groups, answers)
+    return _states(task_ids, groups, entry_groups, answers, trigger)
 
 
 def read_entries(rt: Runtime, task_ids: list[int]) -> dict[int, list[TimeEntry]]:
@@ -140,12 +150,24 @@ def read_entries(rt: Runtime, task_ids: list[int]) -> dict[int, list[TimeEntry]]
     Raises:
         BitrixError: a page could not be read.
     """
+    if not task_ids:
+        return {}
     groups = _groups(task_ids)
     answers = rt.client.batch(_first_entry_pages(groups))
     _read_further_entry_pages(rt, groups, answers)
     if answers.errors:
         raise next(iter(answers.errors.values()))
     return _entries_by_task(answers)
+
+
+def _spent_first(groups: int) -> bool:
+    """Whether reading tasks first and then only some tasks' entries costs no more requests than
+    reading every group's tasks and entries together, even if every task turns out to need its entries.
+
+    E.g. 50 groups (2,500 tasks): 2 requests together, 1 + 0..1 in two steps, so two steps; 10 groups:
+    1 together, 1 + 0..1 in two steps, so together.
+    """
+    return 2 * -(-groups // MAX_COMMANDS) <= -(-2 * groups // MAX_COMMANDS)
 
 
 def _groups(task_ids: list[int]) -> list[list[int]]:
@@ -178,21 +200,24 @@ def _entries_by_task(answers: BatchResult) -> dict[int, list[TimeEntry]]:
     return entries
 
 
-def _states(task_ids: list[int], groups: list[list[int]], answers: BatchResult,
+def _states(task_ids: list[int], groups: list[list[int]], entry_groups: list[list[int]], answers: BatchResult,
             trigger: Trigger) -> tuple[list[TaskState], list[Decision]]:
+    """Tasks and entries by command key (``t{group}``, ``e{entry group}.{page}``) back to states per task."""
     found: dict[int, Task] = {}
     entries = _entries_by_task(answers)
     failures: list[Decision] = []
     for key, result in answers.results.items():
         if key.startswith("t"):
             found.update({task.id: task for task in tasks.tasks_from_list(result)})
-    failed_groups = {int(key[1:].split(".")[0]): error for key, error in answers.errors.items()}
-    for index, error in failed_groups.items():
-        failures += [_read_failure(task_id, error, trigger) for task_id in groups[index]]
-    unreadable = {task_id for index in failed_groups for task_id in groups[index]}
+    unreadable: dict[int, BitrixError] = {}
+    for key, error in answers.errors.items():
+        index = int(key[1:].split(".")[0])
+        for task_id in (groups if key.startswith("t") else entry_groups)[index]:
+            unreadable.setdefault(task_id, error)
     states = []
     for task_id in task_ids:
         if task_id in unreadable:
+            failures.append(_read_failure(task_id, unreadable[task_id], trigger))
             continue
         if task_id not in found:  # deleted or not visible to the webhook's user: recorded, not retried
             log.info("evaluation.task_not_visible", task_id=task_id)

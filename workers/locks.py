@@ -1,7 +1,8 @@
 """Per-task locks for many tasks at once (sweeps), compatible with the single-task ``redis.lock`` of jobs.
 
 Both write ``SET key token NX PX`` and delete only when the token still matches, so a sweep and an
-event-driven evaluation exclude each other on the same key. Taken in one pipeline round trip.
+event-driven evaluation exclude each other on the same key. Taken in one script call, however many: a
+pass locks thousands of tasks, and packing a pipeline command per task cost more than the locking.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from redis.exceptions import LockError, RedisError
 import keys
 
 log = structlog.get_logger(__name__)
+
+# KEYS: lock keys; ARGV[1]: token, ARGV[2]: TTL ms. Returns 1 per key taken, 0 per key held by another.
+_TAKE = """
+local taken = {}
+for i, key in ipairs(KEYS) do
+  taken[i] = redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+end
+return taken
+"""
+
 
 # KEYS: lock keys; ARGV[1]: token. Deletes each key still holding our token.
 _RELEASE = """
@@ -47,10 +58,7 @@ def task_locks(redis: Redis, portal_id: str, task_ids: list[int], ttl_seconds: i
     """
     token = uuid.uuid4().hex.encode()
     lock_keys = [keys.task_lock(portal_id, task_id) for task_id in task_ids]
-    pipe = redis.pipeline(transaction=False)
-    for key in lock_keys:
-        pipe.set(key, token, nx=True, px=ttl_seconds * 1000)
-    taken = pipe.execute()
+    taken = redis.eval(_TAKE, len(lock_keys), *lock_keys, token, ttl_seconds * 1000) if lock_keys else []
     held = [task_id for task_id, ok in zip(task_ids, taken, strict=True) if ok]
     mine = [key for key, ok in zip(lock_keys, taken, strict=True) if ok]
     stop = threading.Event()
@@ -116,6 +124,21 @@ class KeptLock:
                 return
 
 
+RUNNING_TTL_SECONDS = 600
+"""Safety expiry of a running count whose evaluation was killed before counting itself out."""
+
+# KEYS: running counters; ARGV[1]: TTL s. Counts each in, returns the counts.
+_ENTER = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('INCR', key)
+  redis.call('EXPIRE', key, ARGV[1])
+end
+return counts
+"""
+_LEAVE = "for _, key in ipairs(KEYS) do redis.call('DECR', key) end return 1"
+
+
 @contextmanager
 def concurrency_guard(redis: Redis, portal_id: str, task_ids: list[int]) -> Iterator[None]:
     """Count evaluations of each task running at once; more than one is a lock violation, recorded.
@@ -123,11 +146,7 @@ def concurrency_guard(redis: Redis, portal_id: str, task_ids: list[int]) -> Iter
     The locks should make this impossible; the counter is the evidence tests and metrics read.
     """
     running_keys = [keys.running(portal_id, task_id) for task_id in task_ids]
-    pipe = redis.pipeline(transaction=False)
-    for key in running_keys:
-        pipe.incr(key)
-        pipe.expire(key, 600)
-    counts = pipe.execute()[::2]
+    counts = redis.eval(_ENTER, len(running_keys), *running_keys, RUNNING_TTL_SECONDS) if running_keys else []
     for task_id, running in zip(task_ids, counts, strict=True):
         if running > 1:
             redis.hincrby(keys.lock_violations(portal_id), str(task_id), 1)
@@ -135,7 +154,5 @@ def concurrency_guard(redis: Redis, portal_id: str, task_ids: list[int]) -> Iter
     try:
         yield
     finally:
-        pipe = redis.pipeline(transaction=False)
-        for key in running_keys:
-            pipe.decr(key)
-        pipe.execute()
+        if running_keys:
+            redis.eval(_LEAVE, len(running_keys), *running_keys)

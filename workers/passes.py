@@ -82,11 +82,7 @@ def _claim(rt: Runtime, portal_id: str, inflight: str) -> list[int]:
     claimed = [int(raw) for raw in fields]
     queue = rt.queue()
     try:  # only spares workers a fork each: a job left queued finds its task taken and ends as coalesced
-        pipe = rt.redis.pipeline()
-        for job_id in job_ids:
-            pipe.lrem(queue.key, 1, job_id)
-        removed = pipe.execute()
-        gone = [job_id for job_id, count in zip(job_ids, removed, strict=True) if count]
+        gone = _dequeue_script(keys=[queue.key], args=job_ids, client=rt.redis)
         if gone:  # off the queue: their hashes go too (a scheduled one stays, and finds its task gone)
             rt.redis.delete(*(queue.job_class.key_for(job_id.decode()) for job_id in gone))
     except RedisError:
@@ -121,6 +117,24 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return {fields, job_ids}
 """
 _claim_script = Script(None, _CLAIM)  # type: ignore[arg-type]  # bytes need no client to hash
+
+# KEYS[1] the queue's list; ARGV the job ids to take off it. Returns those that were on it. One pass over
+# the list: an LREM per job scans it from the head each time, which for 2,500 claimed jobs in a queue of
+# 10,000 kept Redis busy for ~0.4 s, stalling every other client.
+_DEQUEUE = b"""
+local wanted = {}
+for _, id in ipairs(ARGV) do wanted[id] = true end
+local kept, gone = {}, {}
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if wanted[id] then gone[#gone + 1] = id else kept[#kept + 1] = id end
+end
+if #gone > 0 then
+  redis.call('DEL', KEYS[1])
+  for i = 1, #kept, 1000 do redis.call('RPUSH', KEYS[1], unpack(kept, i, math.min(i + 999, #kept))) end
+end
+return gone
+"""
+_dequeue_script = Script(None, _DEQUEUE)  # type: ignore[arg-type]
 
 # KEYS[1] the waiting hash, KEYS[2] the job's inflight set; ARGV[1] the task id, ARGV[2] the set's TTL.
 _TAKE_OWN = b"""

@@ -138,7 +138,7 @@ def _tasks(rt: Runtime, rules: list[Rule], stats: SweepStats, report: Progress) 
     seen_then = set(json.loads(saved.get(b"ids", b"[]")))
     extra = {">=CHANGED_DATE": since.isoformat()} if since else {}
     newest, newest_ids = since, set(seen_then)
-    for batch in _task_batches(rt, rules, extra):
+    for batch in _task_batches(rt, rules, extra, entries_scanned=False):
         fresh = [t for t in batch if not (since and t.changed_date == since and t.id in seen_then)]
         for task in fresh:
             if task.changed_date and (newest is None or task.changed_date > newest):
@@ -161,15 +161,21 @@ def _full(rt: Runtime, rules: list[Rule], stats: SweepStats, report: Progress) -
                 entries.setdefault(entry.task_id, []).append(entry)
                 stats.entries_seen += 1
             report(stats)
-    for batch in _task_batches(rt, rules, {}):
+    for batch in _task_batches(rt, rules, {}, entries_scanned=True):
         _evaluate_listed(rt, rules, batch, entries, Trigger("sweep", sweep="full"), stats, report)
     stats.count(enforce_definitions(rt, cause="sweep", rules=rules, dry_run=stats.dry_run))
     return {"completed_at": str(int(time.time()))}
 
 
-def _task_batches(rt: Runtime, rules: list[Rule], extra_filter: dict[str, str]) -> Iterable[list[Task]]:
-    """Tasks (with the fields the rules read) in batches of about TASKS_PER_PASS, by ID windows."""
-    select = [*tasks.TASK_SELECT, *needs_of(rt.rules, rules).userfields]
+def _task_batches(rt: Runtime, rules: list[Rule], extra_filter: dict[str, str], *,
+                  entries_scanned: bool) -> Iterable[list[Task]]:
+    """Tasks (with the fields the rules read) in batches of about TASKS_PER_PASS, by ID windows.
+
+    Unless the entries were scanned already, tasks come with their logged time, so that only those that
+    can have an entry over a cap get their entries read (``Needs.entries_of``).
+    """
+    needs = needs_of(rt.rules, rules)
+    select = tasks.select(needs.userfields, time_spent=not entries_scanned and needs.entries_over is not None)
     top = scan.highest_task_id(rt.client)
     pending: list[Task] = []
     for _covered, rows in scan.scan(rt.client, scan.task_window(select, extra_filter), 0, top):
@@ -188,8 +194,9 @@ def _evaluate_listed(rt: Runtime, rules: list[Rule], listed: list[Task], entries
     by_id = {task.id: task for task in listed}
     with task_locks(rt.redis, rt.portal.id, list(by_id), LOCK_TTL_SECONDS) as held:
         stats.skipped_busy += len(by_id) - len(held)
-        if entries is None and needs_of(rt.rules, rules).entries:
-            entries = read_entries(rt, held)
+        needs = needs_of(rt.rules, rules)
+        if entries is None and needs.entries:
+            entries = read_entries(rt, [task_id for task_id in held if needs.entries_of(by_id[task_id])])
         states = [TaskState(by_id[task_id], (entries or {}).get(task_id, [])) for task_id in held]
         stats.count(evaluate_states(rt, states, trigger, rules=rules, dry_run=stats.dry_run))
         stats.evaluated += len(held)

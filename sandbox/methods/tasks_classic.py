@@ -48,7 +48,8 @@ def get(call: Call) -> Outcome:
     task = call.portal.tasks.get(task_id)
     if task is None:
         return Outcome([])
-    return Outcome({"task": taskview.classic(task, select, call.portal.config.user_tz)})
+    return Outcome({"task": taskview.classic(task, select, call.portal.config.user_tz,
+                                             spent=_spent(call, [task], select))})
 
 
 @register(CLASSIC, "tasks.task.list")
@@ -65,12 +66,21 @@ def list_(call: Call) -> Outcome:
     tz = call.portal.config.user_tz
     start = call.start or 0
     if start == -1:
-        return Outcome({"tasks": [taskview.classic(task, select, tz, True) for task in found[:PAGE_SIZE]]})
+        page = found[:PAGE_SIZE]
+        spent = _spent(call, page, select)
+        return Outcome({"tasks": [taskview.classic(task, select, tz, True, spent) for task in page]})
     offset = max(start, 0) // PAGE_SIZE * PAGE_SIZE
     page = found[offset:offset + PAGE_SIZE]
     after = offset + len(page)
-    return Outcome({"tasks": [taskview.classic(task, select, tz, True) for task in page]},
+    spent = _spent(call, page, select)
+    return Outcome({"tasks": [taskview.classic(task, select, tz, True, spent) for task in page]},
                    total=len(found), next=after if after < len(found) else None)
+
+
+def _spent(call: Call, page: list[dict[str, Any]], select: list[str] | None) -> dict[int, int] | None:
+    if not taskview.wants_time_spent(select):
+        return None
+    return records.time_spent(call.portal, {task["ID"] for task in page})
 
 
 def _coercer(call: Call) -> Any:

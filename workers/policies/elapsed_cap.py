@@ -12,7 +12,8 @@ from workers.state import Needs, PolicyContext, Proposal, TaskState
 
 
 def needs(params: ElapsedCapParams) -> Needs:
-    return Needs(entries=True)
+    """Entries, but only of tasks that logged more than the cap in all (reference 6.2, TIME_SPENT_IN_LOGS)."""
+    return Needs(entries=True, entries_over=params.max_seconds)
 
 
 def propose(params: ElapsedCapParams, state: TaskState, ctx: PolicyContext | None = None) -> list[Proposal]:
