@@ -124,6 +124,21 @@ class TestTwoStepRead:
         assert sorted((d.task_id, d.outcome) for d in decisions) == [(first, "not_allowed"), (second, "changed")]
         assert [int(sandbox.entry(entries[t])["SECONDS"]) for t in (first, second)] == [40000, 28800]
 
+    @pytest.mark.usefixtures("one_task_per_group")
+    def test_a_task_with_many_entries_gets_every_page(self, make_app: Callable[..., Flask], sandbox: Any) -> None:
+        """Entries read in the second step page on like the others: 60 entries are two pages of 50."""
+        app = make_app(CAP_RULES)
+        ids = [sandbox.add_task(TITLE=f"t{i}") for i in range(BIG_PASS)]
+        for _ in range(59):
+            sandbox.add_entry(ids[4], 600)
+        last = sandbox.add_entry(ids[4], 30000)  # the 60th, on the second page
+        sandbox.clear_requests()
+        decisions = evaluate_tasks(app.extensions["taskwarden"], ids, Trigger("event", "ONTASKUPDATE"))
+        pages = [c["params"][3]["NAV_PARAMS"]["iNumPage"] for r in sandbox.requests() for c in r["commands"]
+                 if c["method"] == "task.elapseditem.getlist"]
+        assert sorted(pages) == ["1", "2"]
+        assert [(d.task_id, d.entity, d.outcome) for d in decisions] == [(ids[4], f"entry:{last}", "changed")]
+
 
 class TestSweepReads:
     def test_tasks_sweep_reads_entries_of_tasks_over_the_cap_only(self, make_app: Callable[..., Flask],

@@ -138,9 +138,9 @@ def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
         listed = [task for key, result in answers.results.items() if key.startswith("t")
                   for task in tasks.tasks_from_list(result)]
         entry_groups = _groups([task.id for task in listed if needs.entries_of(task)])
-        if entry_groups:
-            answers.merge(rt.client.batch(_first_entry_pages(entry_groups)))
-    _read_further_entry_pages(rt, entry_groups, answers)
+        answers.merge(_read_entry_pages(rt, entry_groups))
+    else:
+        _read_further_entry_pages(rt, entry_groups, answers)
     return _states(task_ids, groups, entry_groups, answers, trigger)
 
 
@@ -150,11 +150,7 @@ def read_entries(rt: Runtime, task_ids: list[int]) -> dict[int, list[TimeEntry]]
     Raises:
         BitrixError: a page could not be read.
     """
-    if not task_ids:
-        return {}
-    groups = _groups(task_ids)
-    answers = rt.client.batch(_first_entry_pages(groups))
-    _read_further_entry_pages(rt, groups, answers)
+    answers = _read_entry_pages(rt, _groups(task_ids))
     if answers.errors:
         raise next(iter(answers.errors.values()))
     return _entries_by_task(answers)
@@ -172,6 +168,15 @@ def _spent_first(groups: int) -> bool:
 
 def _groups(task_ids: list[int]) -> list[list[int]]:
     return [task_ids[start:start + READ_GROUP] for start in range(0, len(task_ids), READ_GROUP)]
+
+
+def _read_entry_pages(rt: Runtime, groups: list[list[int]]) -> BatchResult:
+    """Every page of these groups' entries: the first pages in one batch, the rest in one more."""
+    if not groups:
+        return BatchResult()
+    answers = rt.client.batch(_first_entry_pages(groups))
+    _read_further_entry_pages(rt, groups, answers)
+    return answers
 
 
 def _first_entry_pages(groups: list[list[int]]) -> dict[str, Command]:
