@@ -134,14 +134,14 @@ def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
     entry_groups = groups if needs.entries and not select_spent else []
     commands.update(_first_entry_pages(entry_groups))
     answers = rt.client.batch(commands)
+    found = {task.id: task for key, result in answers.results.items() if key.startswith("t")
+             for task in tasks.tasks_from_list(result)}
     if select_spent:
-        listed = [task for key, result in answers.results.items() if key.startswith("t")
-                  for task in tasks.tasks_from_list(result)]
-        entry_groups = _groups([task.id for task in listed if needs.entries_of(task)])
+        entry_groups = _groups([task_id for task_id, task in found.items() if needs.entries_of(task)])
         answers.merge(_read_entry_pages(rt, entry_groups))
     else:
         _read_further_entry_pages(rt, entry_groups, answers)
-    return _states(task_ids, groups, entry_groups, answers, trigger)
+    return _states(task_ids, found, groups, entry_groups, answers, trigger)
 
 
 def read_entries(rt: Runtime, task_ids: list[int]) -> dict[int, list[TimeEntry]]:
@@ -205,15 +205,12 @@ def _entries_by_task(answers: BatchResult) -> dict[int, list[TimeEntry]]:
     return entries
 
 
-def _states(task_ids: list[int], groups: list[list[int]], entry_groups: list[list[int]], answers: BatchResult,
-            trigger: Trigger) -> tuple[list[TaskState], list[Decision]]:
-    """Tasks and entries by command key (``t{group}``, ``e{entry group}.{page}``) back to states per task."""
-    found: dict[int, Task] = {}
+def _states(task_ids: list[int], found: dict[int, Task], groups: list[list[int]], entry_groups: list[list[int]],
+            answers: BatchResult, trigger: Trigger) -> tuple[list[TaskState], list[Decision]]:
+    """The tasks read and their entries (``e{entry group}.{page}`` keys) as states; failed reads
+    (``t{group}`` or entry keys) as the failure decisions of the tasks in those groups."""
     entries = _entries_by_task(answers)
     failures: list[Decision] = []
-    for key, result in answers.results.items():
-        if key.startswith("t"):
-            found.update({task.id: task for task in tasks.tasks_from_list(result)})
     unreadable: dict[int, BitrixError] = {}
     for key, error in answers.errors.items():
         index = int(key[1:].split(".")[0])
