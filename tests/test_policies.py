@@ -94,6 +94,24 @@ class TestDeadline:
         assert {str(c["params"]["fields"]["DEADLINE"]) for c in classic} == {"2026-01-21T18:00:00+01:00"}
         assert redis.get(keys.v3_support(app.extensions["taskwarden"].portal.id)) == b"0"
 
+    def test_v3_write_without_classic_form_fails_on_a_portal_without_v3(self, make_app: Callable[..., Flask],
+                                                                       sandbox: Any) -> None:
+        """A batch of v3 writes meeting a portal without v3: writes with a classic form go classic, one
+        without is reported as failed, never counted as written."""
+        from bitrix import tasks
+        from bitrix.batch import Command
+        from workers.writes import send_writes
+
+        app = make_app(DEADLINE_RULES.format(mode="enforce"))
+        sandbox.configure(v3_enabled=False)
+        task_id = sandbox.add_task(TITLE="t")
+        bare = Command("tasks.task.update", {"id": task_id, "fields": {"title": "x"}}, v3=True)
+        errors = send_writes(app.extensions["taskwarden"], {
+            "with": (tasks.set_deadline(task_id, "2026-01-21T18:00:00+01:00"), None), "without": (bare, None)})
+        assert list(errors) == ["without"]
+        assert sandbox.task(task_id)["DEADLINE"] == dt.datetime(2026, 1, 21, 18, 0, tzinfo=BERLIN)
+        assert sandbox.task(task_id)["TITLE"] == "t"
+
     def test_max_ahead_clamps(self, make_app: Callable[..., Flask], sandbox: Any) -> None:
         """A deadline later than creation + 30 days is moved back to that bound."""
         app = make_app(DEADLINE_RULES.format(mode="enforce"))

@@ -3,10 +3,10 @@
 Deadline writes go through REST 3.0. One write goes alone with an ``Idempotency-Key``; several go in
 REST 3.0 batches of 50. A v3 batch that fails does not say which item failed, so its items are then
 sent one by one (each with its key; writes are absolute values, so repeating one that already
-succeeded is harmless). A portal without v3 answers ERROR_METHOD_NOT_FOUND once (a webhook whose scopes do not cover v3:
-insufficient_scope): the classic fallback
-commands join the classic batch, and the answer is remembered per portal (for a day, so a portal that
-gains v3 is noticed) instead of probing on every write.
+succeeded is harmless). A portal without v3 answers ERROR_METHOD_NOT_FOUND once (a webhook whose
+scopes do not cover v3: insufficient_scope): the classic fallback commands join the classic batch, and
+the answer is remembered per portal (for a day, so a portal that gains v3 is noticed) instead of probing
+on every write.
 """
 
 from __future__ import annotations
@@ -60,7 +60,11 @@ def _send_v3(rt: Runtime, writes: dict[str, Write]) -> tuple[dict[str, BitrixErr
             except BitrixError as failed:
                 if _v3_unavailable(failed):
                     remember_v3(rt, False)
-                    fallbacks.update({key: c.fallback for key, (c, _i) in chunk if c.fallback is not None})
+                    for key, (c, _i) in chunk:  # a write with no classic form fails, it is not dropped
+                        if c.fallback is not None:
+                            fallbacks[key] = c.fallback
+                        else:
+                            errors[key] = failed
                     continue
                 if failed.retryable:  # the portal is struggling: the job is retried as a whole
                     errors.update({key: failed for key, _write in chunk})
