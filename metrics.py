@@ -25,18 +25,24 @@ FLUSH_SECONDS = 1.0
 
 _lock = threading.Lock()
 _pending: dict[tuple[str, str, str], float] = {}
-_owner_pid = os.getpid()
 _flusher: threading.Thread | None = None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (gunicorn worker, RQ work horse) must not flush its parent's counts a second time,
+    and must not inherit a lock that the parent's flusher held at the moment of the fork."""
+    global _lock
+    _lock = threading.Lock()
+    _pending.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def count(portal_id: str, name: str, amount: float = 1, **labels: str) -> None:
     """Add ``amount`` to counter ``name`` with ``labels`` (values must never be secrets)."""
-    global _owner_pid
     field = _field(name, tuple(sorted(labels.items())))
     with _lock:
-        if os.getpid() != _owner_pid:  # a forked child must not flush its parent's counts twice
-            _pending.clear()
-            _owner_pid = os.getpid()
         key = (portal_id, field, name)
         _pending[key] = _pending.get(key, 0) + amount
 

@@ -286,7 +286,8 @@ def summary(tally: Tally) -> dict[str, Any]:
 def bench_env(redis_url: str, rules_file: Path) -> dict[str, str]:
     """Production defaults, sandbox portal settings, no admin token; run from an empty dir (no ``.env``)."""
     drop = {"TASKWARDEN_ADMIN_TOKEN", "B24_WEBHOOK_URL", "B24_APPLICATION_TOKEN", "B24_MEMBER_ID",
-            "TASKWARDEN_DRY_RUN", "LOG_LEVEL", "LOG_FORMAT", "WEB_CONCURRENCY", "WEB_THREADS"}
+            "TASKWARDEN_DRY_RUN", "LOG_LEVEL", "LOG_FORMAT", "WEB_CONCURRENCY", "WEB_THREADS",
+            "WEB_WORKER_CLASS"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     return {**env, "PYTHONPATH": str(ROOT), "REDIS_URL": redis_url, "RULES_FILE": str(rules_file),
             "SANDBOX_APPLICATION_TOKEN": TOKEN}

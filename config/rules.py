@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -232,9 +233,10 @@ class RuleSet(_Strict):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
+    @cached_property
     def subscribed_events(self) -> frozenset[str]:
-        """Event names at least one rule listens to; anything else is answered ``ignored``."""
+        """Event names at least one rule listens to; anything else is answered ``ignored``. Computed once:
+        intake asks on every event, and a rule set never changes after loading (frozen)."""
         return frozenset(event for rule in self.rules for event in rule.events)
 
     def params(self, rule: Rule) -> Any:

@@ -28,7 +28,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 MAX_IDLE = 32
 """Connections kept per pool and process; more are closed when handed back."""
 
-_idle: weakref.WeakKeyDictionary[ConnectionPool, tuple[int, deque[Any]]] = weakref.WeakKeyDictionary()
+_idle: weakref.WeakKeyDictionary[ConnectionPool, deque[Any]] = weakref.WeakKeyDictionary()
+os.register_at_fork(after_in_child=_idle.clear)  # a forked child must not share its parent's sockets
 
 
 def run_script(redis: Redis, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
@@ -67,8 +68,8 @@ def _evalsha(connection: Any, script: Script, keys: Sequence[Any], args: Sequenc
 
 
 def _idle_connections(pool: ConnectionPool) -> deque[Any]:
-    """This process's idle connections for ``pool``: a forked child starts with none of its parent's."""
-    entry = _idle.get(pool)
-    if entry is None or entry[0] != os.getpid():
-        entry = _idle[pool] = (os.getpid(), deque())
-    return entry[1]
+    """This process's idle connections for ``pool`` (a forked child starts with none)."""
+    idle = _idle.get(pool)
+    if idle is None:
+        idle = _idle[pool] = deque()
+    return idle

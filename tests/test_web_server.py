@@ -1,0 +1,91 @@
+"""The web process as it is deployed: gunicorn with ``config/gunicorn.py`` (gevent workers), over real HTTP.
+
+Intake binds each event's ids to structlog's context variables and waits on Redis in the middle of the
+request, when gevent runs other requests. This checks that concurrent events in one worker keep their
+own context and all reach Redis, which would break if greenlets shared one context.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from redis import Redis
+
+import keys
+
+from .conftest import DEFAULT_RULES, TEST_APP_TOKEN, TEST_REDIS_URL
+from .helpers import FORM, event_body, poll
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def web(tmp_path: Path, redis: Redis) -> Iterator[tuple[str, Path]]:
+    """One gunicorn worker with the production config; yields its URL and the file its output goes to."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "rules.yaml").write_text(DEFAULT_RULES)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("B24_", "SANDBOX_", "TASKWARDEN_", "WEB_"))}
+    env |= {"PYTHONPATH": str(ROOT), "REDIS_URL": TEST_REDIS_URL, "RULES_FILE": str(tmp_path / "rules.yaml"),
+            "SANDBOX_APPLICATION_TOKEN": TEST_APP_TOKEN, "TASKWARDEN_BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": "1", "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+    output = tmp_path / "web.log"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.py"),
+                                 "app:app"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: _answers(f"{url}/healthz") or proc.poll() is not None, "gunicorn to answer /healthz", 30)
+        assert proc.poll() is None, output.read_text()[-3000:]
+        yield url, output
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+@pytest.mark.slow
+def test_concurrent_events_keep_their_own_log_context(web: tuple[str, Path], redis: Redis) -> None:
+    url, output = web
+    task_ids = list(range(1001, 1065))
+
+    def send(task_id: int) -> dict[str, str]:
+        answer = requests.post(f"{url}/bitrix24/events", data=event_body(task_id), headers={"Content-Type": FORM},
+                               timeout=10)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(send, task_ids))
+    expected = {f"ONTASKUPDATE:{task_id}:1766047124:27" for task_id in task_ids}
+    assert {a["status"] for a in answers} == {"queued"}
+    assert {a["event_id"] for a in answers} == expected
+    assert redis.llen(f"rq:queue:{keys.EVALUATION_QUEUE}") == len(task_ids)
+
+    def queued_lines() -> list[dict[str, object]]:
+        lines = [json.loads(line) for line in output.read_text().splitlines() if line.startswith("{")]
+        found = [line for line in lines if line.get("event") == "intake.queued"]
+        return found if len(found) >= len(task_ids) else []
+
+    lines = poll(queued_lines, "one intake.queued line per event in the server's output")
+    assert sorted(str(line["event_id"]) for line in lines) == sorted(expected)  # each once, none lost or mixed
+    for line in lines:
+        assert str(line["event_id"]).split(":")[1] == str(line["task_id"])
+        assert TEST_APP_TOKEN not in json.dumps(line)
+
