@@ -122,7 +122,7 @@ def queue_unless_pending(redis: Redis, queue: Queue, portal_id: str, task_id: in
 
 def new_job_id() -> str:
     """A random (version 4) UUID, as RQ's own ids, from ``random`` rather than ``os.urandom``: the system
-    call releases the GIL, which under gunicorn's threads costs more than the id itself. Python reseeds
+    call releases the GIL, which under gunicorn's gthread workers costs more than the id itself. Python reseeds
     ``random`` in every forked child, so two web processes never share a sequence."""
     return str(UUID(int=random.getrandbits(128), version=4))
 

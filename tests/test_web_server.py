@@ -1,8 +1,9 @@
 """The web process as it is deployed: gunicorn with ``config/gunicorn.py`` (gevent workers), over real HTTP.
 
 Intake binds each event's ids to structlog's context variables and waits on Redis in the middle of the
-request, when gevent runs other requests. This checks that concurrent events in one worker keep their
-own context and all reach Redis, which would break if greenlets shared one context.
+request, when gevent runs other requests. These tests check that concurrent events in one worker keep
+their own context and all reach Redis, which would break if greenlets shared one context, and that the
+spool's background drainer (a greenlet under gevent) queues what an outage left behind.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ import keys
 
 from .conftest import DEFAULT_RULES, TEST_APP_TOKEN, TEST_REDIS_URL
 from .helpers import FORM, event_body, poll
+from .redis_process import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,12 +34,18 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def web(tmp_path: Path, redis: Redis) -> Iterator[tuple[str, Path]]:
     """One gunicorn worker with the production config; yields its URL and the file its output goes to."""
+    with run_web(tmp_path, TEST_REDIS_URL) as running:
+        yield running
+
+
+@contextmanager
+def run_web(tmp_path: Path, redis_url: str) -> Iterator[tuple[str, Path]]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     (tmp_path / "rules.yaml").write_text(DEFAULT_RULES)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("B24_", "SANDBOX_", "TASKWARDEN_", "WEB_"))}
-    env |= {"PYTHONPATH": str(ROOT), "REDIS_URL": TEST_REDIS_URL, "RULES_FILE": str(tmp_path / "rules.yaml"),
+    env |= {"PYTHONPATH": str(ROOT), "REDIS_URL": redis_url, "RULES_FILE": str(tmp_path / "rules.yaml"),
             "SANDBOX_APPLICATION_TOKEN": TEST_APP_TOKEN, "TASKWARDEN_BIND": f"127.0.0.1:{port}",
             "WEB_CONCURRENCY": "1", "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
     output = tmp_path / "web.log"
@@ -89,3 +98,24 @@ def test_concurrent_events_keep_their_own_log_context(web: tuple[str, Path], red
         assert str(line["event_id"]).split(":")[1] == str(line["task_id"])
         assert TEST_APP_TOKEN not in json.dumps(line)
 
+
+
+@pytest.mark.slow
+def test_events_spooled_in_an_outage_are_queued_when_redis_is_back(tmp_path: Path,
+                                                                    own_redis: RedisProcess) -> None:
+    def send(task_id: int) -> tuple[int, str]:
+        answer = requests.post(f"{url}/bitrix24/events", data=event_body(task_id),
+                               headers={"Content-Type": FORM}, timeout=10)
+        return answer.status_code, answer.json()["status"]
+
+    with run_web(tmp_path, own_redis.url) as (url, _):
+        assert send(1) == (200, "queued")
+        own_redis.stop()
+        assert [send(2), send(3)] == [(202, "spooled")] * 2
+        assert requests.get(f"{url}/healthz", timeout=2).status_code == 200
+        own_redis.start()  # empty: task 1's job went with the old server
+        redis = Redis.from_url(own_redis.url)
+        queue_key = f"rq:queue:{keys.EVALUATION_QUEUE}"
+        poll(lambda: redis.llen(queue_key) == 2, "the drainer to queue the spooled events", timeout=20)
+        assert redis.exists(*(key for key in redis.scan_iter(match="taskwarden:*:pending:*"))) == 2
+        assert send(4) == (200, "queued")
