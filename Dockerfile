@@ -16,4 +16,4 @@ USER 10001
 EXPOSE 8000
 # No image-wide HEALTHCHECK: workers and the scheduler serve no HTTP. docker-compose.yml sets one per
 # process type (/healthz for web, `flask --app app health worker|scheduler` for the others).
-CMD ["gunicorn", "-c", "config/gunicorn.py", "app:app"]
+CMD ["gunicorn", "-c", "config/gunicorn.py", "app:create_app()"]

@@ -25,6 +25,7 @@ demo: install
 
 test: install lint
 	$(PY) scripts/ensure_redis.py $(TEST_REDIS_URL) --detach
+	$(PY) scripts/prod_venv.py   # requirements.txt alone, as the image installs it (tests/test_production.py)
 	TASKWARDEN_TEST_REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest
 
 lint: install

@@ -1,12 +1,11 @@
-"""The Taskwarden Flask application: ``create_app`` and wiring, nothing else.
+"""The Taskwarden Flask application factory, ``create_app``, and nothing else.
 
-``gunicorn -c config/gunicorn.py app:app`` and ``flask --app app ...`` both use the module-level
-``app``; tests call ``create_app({"SETTINGS": {...}})``. Nothing connects to Redis at import time.
+Importing this module builds nothing: ``gunicorn -c config/gunicorn.py 'app:create_app()'`` and
+``flask --app app ...`` call the factory, tests call ``create_app({"SETTINGS": {...}})``.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import structlog
@@ -22,12 +21,25 @@ from handlers import admin, dashboard, health, intake
 from handlers import metrics as metrics_view
 from handlers.spool import Spool
 from logging_setup import configure_logging
+from startup import exit_on_config_error
 from workers import cli as worker_cli
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Build the app. ``test_config["SETTINGS"]`` overrides environment settings by field name."""
-    test_config = dict(test_config or {})
+    """Build the app. ``test_config["SETTINGS"]`` overrides environment settings by field name.
+
+    Called without ``test_config`` (gunicorn, ``flask --app app``), unusable configuration ends the process
+    with one line naming the variable or rules-file key; with it (tests), ``ConfigError`` is raised.
+    """
+    if test_config is None:
+        try:
+            return _build_app({})
+        except ConfigError as exc:
+            exit_on_config_error(exc)
+    return _build_app(dict(test_config))
+
+
+def _build_app(test_config: dict[str, Any]) -> Flask:
     settings = load_settings(**test_config.pop("SETTINGS", {}))
     rt = runtime.build_runtime(settings)
     configure_logging(settings.log_format, settings.log_level, secrets=rt.portal.secrets)
@@ -75,13 +87,3 @@ def _init_sandbox_cli(app: Flask) -> None:
 
     app.cli.add_command(sandbox_command)
 
-
-def _app_or_exit() -> Flask:
-    try:
-        return create_app()
-    except ConfigError as exc:
-        print(f"taskwarden: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-app = _app_or_exit()

@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with open(Path(workdir) / "gunicorn.log", "wb") as log:
             servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
             try:
-                for name, app in (("intake", "app:app"), ("bare", "bench.bare_app:app")):
+                for name, app in (("intake", "app:create_app()"), ("bare", "bench.bare_app:app")):
                     port = _free_port()
                     servers[name] = (start_server(app, port, env, workdir, log), port)
                 tallies, ratios = _rounds(servers, redis, args)

@@ -1,11 +1,9 @@
-"""gunicorn settings for the web process: ``gunicorn -c config/gunicorn.py app:app``.
+"""gunicorn settings for the web process: ``gunicorn -c config/gunicorn.py 'app:create_app()'``.
 
 gevent workers: intake waits on one Redis round trip per event, and a greenlet waiting costs a switch
-where a gthread thread waiting costs GIL hand-overs between threads. ``bench/ingest.py`` measured
-about a third more events per second this way, on the same CPUs (README, "Performance"). Greenlets
-also absorb slow clients and Redis hiccups, as threads did, up to ``worker_connections`` clients per
-worker. ``WEB_WORKER_CLASS=gthread`` (with ``WEB_THREADS``) is the fallback. The control socket (new
-in gunicorn 27) is off because containers often have no writable HOME.
+where a thread waiting costs GIL hand-overs (docs/performance.md). Greenlets also absorb slow clients and
+Redis hiccups, up to ``worker_connections`` clients per worker. ``WEB_WORKER_CLASS=gthread`` (with
+``WEB_THREADS``) is the fallback. The control socket is off because containers often have no writable HOME.
 """
 
 import os
@@ -23,10 +21,17 @@ control_socket_disable = True
 
 
 def on_starting(server: object) -> None:
-    """Route gunicorn's own lines through the same JSON renderer as the app's (and redact them)."""
+    """In the master, before any worker forks: check the configuration (one line and exit 3 when it is
+    unusable, rather than workers that fail and are restarted forever), and route gunicorn's own lines
+    through the app's JSON renderer (and its redaction)."""
+    from logging_setup import configure_logging
+    from startup import configuration_or_exit
+
+    settings, _rules = configuration_or_exit()
+    configure_logging(settings.log_format, settings.log_level)
+
+
+def post_fork(server: object, worker: object) -> None:
     from logging_setup import configure_logging
 
     configure_logging(os.environ.get("LOG_FORMAT", "json"), os.environ.get("LOG_LEVEL", "INFO").upper())
-
-
-post_fork = lambda server, worker: on_starting(server)  # noqa: E731 - gunicorn wants a plain callable

@@ -110,7 +110,7 @@ def start_all(procs: Processes, env: dict[str, str], facts: dict[str, str]) -> N
         procs.start("sandbox portal", [*flask, "sandbox", "--port", facts["sandbox"].rsplit(":", 1)[1],
                                        "--seed", "demo"], env)
         wait_until(lambda: SandboxControl(facts["sandbox"]).config(), "the sandbox portal", 20)
-    procs.start("web", [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "app:app"], env)
+    procs.start("web", [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "app:create_app()"], env)
     procs.start("worker", [*flask, "worker"], env)
     procs.start("scheduler", [*flask, "scheduler"], env)
     wait_until(lambda: requests.get(f"{facts['web']}/readyz", timeout=2).ok, "the web process", 30)

@@ -34,7 +34,26 @@ class TestCompose:
         assert all("healthcheck" in service for service in services.values())
         assert services["worker"]["deploy"]["replicas"] == 2
         assert "--appendonly" in services["redis"]["command"] and "noeviction" in services["redis"]["command"]
-        assert services["web"]["command"] == ["gunicorn", "-c", "config/gunicorn.py", "app:app"]
+        assert services["web"]["command"] == ["gunicorn", "-c", "config/gunicorn.py", "app:create_app()"]
+
+    def test_refuses_to_start_without_a_portal(self) -> None:
+        """Compose runs no sandbox: without B24_WEBHOOK_URL, interpolation stops `docker compose up` with a message."""
+        for name in ("web", "worker", "scheduler"):
+            webhook = compose()["services"][name]["environment"]["B24_WEBHOOK_URL"]
+            assert webhook.startswith("${B24_WEBHOOK_URL:?") and "B24_APPLICATION_TOKEN" in webhook
+
+    def test_web_hostname_is_fixed_for_the_spool(self) -> None:
+        """Spool files are named by host: a recreated web container must keep its predecessor's name."""
+        assert compose()["services"]["web"]["hostname"]
+
+    def test_health_checks_agree_with_the_image(self) -> None:
+        """The image has no HEALTHCHECK (workers serve no HTTP); compose gives each process its own."""
+        dockerfile = (ROOT / "Dockerfile").read_text()
+        assert "\nHEALTHCHECK" not in dockerfile
+        checks = {name: service["healthcheck"]["test"] for name, service in compose()["services"].items()}
+        assert "/healthz" in " ".join(checks["web"])
+        assert checks["worker"][1:] == ["flask", "--app", "app", "health", "worker"]
+        assert checks["scheduler"][1:] == ["flask", "--app", "app", "health", "scheduler"]
 
     def test_every_command_is_a_real_cli_command(self, app: Flask) -> None:
         """Each `flask --app app X` in the compose file (commands and health checks) is registered."""

@@ -50,12 +50,19 @@ class TestSettings:
 
 
 class TestStartup:
+    def test_importing_the_app_builds_nothing(self) -> None:
+        """`import app` with an unusable environment succeeds: only calling the factory reads it."""
+        env = {"PATH": "/usr/bin:/bin", "B24_RATE_BURST": "lots", "HOME": "/tmp", "REDIS_URL": "redis://127.0.0.1:9/0"}
+        done = subprocess.run([sys.executable, "-c", "import app, threading; print(threading.active_count())"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "1", "")
+
     def test_invalid_environment_stops_with_one_line(self) -> None:
         """A process started with a bad variable exits non-zero with one message, no traceback."""
         env = {"PATH": "/usr/bin:/bin", "B24_RATE_BURST": "lots", "HOME": "/tmp"}
-        done = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=60)
-        assert done.returncode == 2
+        done = subprocess.run([sys.executable, "-c", "import app; app.create_app()"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 3
         assert "configuration error: B24_RATE_BURST" in done.stderr
         assert "Traceback" not in done.stderr
 
@@ -64,7 +71,7 @@ class TestStartup:
         rules = tmp_path / "rules.yaml"
         rules.write_text("rules:\n  - {name: cap, policy: elapsed_cap, params: {max_seconds: -5}}\n")
         env = {"PATH": "/usr/bin:/bin", "RULES_FILE": str(rules), "HOME": "/tmp"}
-        done = subprocess.run([sys.executable, "-c", "import app"], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=60)
-        assert done.returncode == 2
+        done = subprocess.run([sys.executable, "-c", "import app; app.create_app()"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 3
         assert "rule 'cap': params.max_seconds" in done.stderr and "Traceback" not in done.stderr

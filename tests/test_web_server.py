@@ -51,7 +51,7 @@ def run_web(tmp_path: Path, redis_url: str) -> Iterator[tuple[str, Path]]:
     output = tmp_path / "web.log"
     with open(output, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.py"),
-                                 "app:app"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+                                 "app:create_app()"], cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         poll(lambda: _answers(f"{url}/healthz") or proc.poll() is not None, "gunicorn to answer /healthz", 30)

@@ -1,0 +1,36 @@
+"""What every process checks before it does anything: the settings and the rules, or one line and an exit.
+
+Kept free of the web and REST stacks, so that gunicorn's master can run the same check before it forks any
+worker (and before gevent patches them).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+from config.rules import RuleSet, load_rules
+from config.settings import ConfigError, Settings, load_settings
+
+CONFIG_ERROR_EXIT = 3
+"""Exit status of a process whose configuration cannot be used. 3 is gunicorn's WORKER_BOOT_ERROR: a web
+worker that exits with it makes the master stop instead of restarting it forever."""
+
+
+def load_configuration(**overrides: object) -> tuple[Settings, RuleSet]:
+    """Read the environment and the rules file (raises ``ConfigError`` naming the variable or rules key)."""
+    settings = load_settings(**overrides)
+    return settings, load_rules(settings.rules_file)
+
+
+def configuration_or_exit() -> tuple[Settings, RuleSet]:
+    """``load_configuration``, or exit with one line: an operator's mistake, never a traceback."""
+    try:
+        return load_configuration()
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+
+
+def exit_on_config_error(error: ConfigError) -> NoReturn:
+    print(f"taskwarden: configuration error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(CONFIG_ERROR_EXIT)
