@@ -1,7 +1,9 @@
 """The Taskwarden Flask application factory, ``create_app``, and nothing else.
 
 Importing this module builds nothing: ``gunicorn -c config/gunicorn.py 'app:create_app()'`` and
-``flask --app app ...`` call the factory, tests call ``create_app({"SETTINGS": {...}})``.
+``flask --app app ...`` call the factory, tests call ``create_app({"SETTINGS": {...}})``. The factory reads
+the configuration and wires the parts; it connects to nothing and starts no thread (the web process starts
+its background threads when it serves its first request).
 """
 
 from __future__ import annotations
@@ -12,17 +14,16 @@ import structlog
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+import cli
 import keys
-import metrics
 import runtime
-from config import cli as rules_cli
-from config.settings import ConfigError, load_settings
-from handlers import admin, dashboard, health, intake
-from handlers import metrics as metrics_view
+from config.settings import ConfigError
+from handlers import intake
+from handlers.refusals import unexpected_error
 from handlers.spool import Spool
 from logging_setup import configure_logging
-from startup import exit_on_config_error
-from workers import cli as worker_cli
+from startup import exit_on_config_error, load_configuration
+from web import admin, dashboard, health, prometheus
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -40,35 +41,25 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _build_app(test_config: dict[str, Any]) -> Flask:
-    settings = load_settings(**test_config.pop("SETTINGS", {}))
-    rt = runtime.build_runtime(settings)
+    settings, rules = load_configuration(**test_config.pop("SETTINGS", {}))
+    rt = runtime.build_runtime(settings, rules)
     configure_logging(settings.log_format, settings.log_level, secrets=rt.portal.secrets)
-    runtime.install(rt)
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=intake.MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     app.config.update(test_config)
     app.extensions["taskwarden"] = rt
     app.extensions["taskwarden_spool"] = spool = Spool(settings.spool_dir, lambda d: keys.spool_mark(rt.portal.id, d))
-    if spool.pending_files():  # left by a process that died while Redis was down
-        spool.start_drainer(rt.redis, intake.queue_spooled(rt))
-    metrics.start_flusher(rt.redis)
-    for blueprint in (health.bp, admin.bp, metrics_view.bp):
+    for blueprint in (health.bp, admin.bp, prometheus.bp):
         app.register_blueprint(blueprint)
     app.wsgi_app = intake.IntakeMiddleware(app.wsgi_app, rt, spool)  # type: ignore[method-assign]
     dashboard.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
-    app.before_request(_bind_request_context)
+    app.before_request(structlog.contextvars.clear_contextvars)
     app.teardown_request(lambda _exc: structlog.contextvars.clear_contextvars())
-    rules_cli.init_app(app)
-    worker_cli.init_app(app)
-    _init_sandbox_cli(app)
+    cli.init_app(app)
     return app
-
-
-def _bind_request_context() -> None:
-    structlog.contextvars.clear_contextvars()
 
 
 def _http_error(error: HTTPException) -> tuple[Response, int]:
@@ -77,13 +68,5 @@ def _http_error(error: HTTPException) -> tuple[Response, int]:
 
 
 def _unexpected_error(error: Exception) -> tuple[Response, int]:
-    # A bug, not client input: logged with its traceback (redacted), answered without one.
-    structlog.get_logger(__name__).exception("http.unexpected_error", error=type(error).__name__)
-    return jsonify(status="error", error="internal_error"), 500
-
-
-def _init_sandbox_cli(app: Flask) -> None:
-    from sandbox.cli import sandbox_command
-
-    app.cli.add_command(sandbox_command)
-
+    status, body = unexpected_error(error)
+    return jsonify(body), status

@@ -2,17 +2,12 @@
 
 All keys start with ``taskwarden:{portal}:`` so that state is scoped per portal and a test run (or
 another deployment sharing the server) can be told apart by prefix. RQ's own keys (``rq:...``) are
-RQ's business.
+RQ's business; the queue names are ``queueing``'s.
 """
 
 from __future__ import annotations
 
 PREFIX = "taskwarden"
-
-EVALUATION_QUEUE = "taskwarden-evaluations"
-"""RQ queue for per-task evaluations (fed by intake)."""
-SWEEP_QUEUE = "taskwarden-sweeps"
-"""RQ queue for sweeps, kept apart so a long sweep never delays event-driven work."""
 
 
 def _key(portal: str, *parts: object) -> str:

@@ -1,7 +1,7 @@
 """The process-wide pieces every process shares: settings, rules, the portal, Redis, the REST client.
 
-Built once by ``create_app`` (web, CLI, worker) and installed here so that RQ jobs, which receive
-only JSON-serialisable ids, can find them. Nothing connects at import time.
+Built by ``create_app`` for the app and its CLI commands. The worker command installs it here (``install``)
+so that RQ jobs, which receive only JSON-serialisable ids, can find it. Nothing connects at import time.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from redis import Redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-import keys
+import queueing
 from bitrix.client import Client
 from config.portal import Portal, portal_from_settings
-from config.rules import RuleSet, load_rules
+from config.rules import RuleSet
 from config.settings import Settings
 
 
@@ -32,7 +32,7 @@ class Runtime:
     def client(self) -> Client:
         return Client(self.portal, self.redis)
 
-    def queue(self, name: str = keys.EVALUATION_QUEUE) -> Queue:
+    def queue(self, name: str = queueing.EVALUATION_QUEUE) -> Queue:
         """The RQ queue, built once per process (intake asks for it on every event)."""
         if name not in self._queues:
             self._queues[name] = Queue(name, connection=self.redis, serializer=JSONSerializer)
@@ -45,9 +45,8 @@ class Runtime:
         return self.portal
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """Load the rules and describe the portal (raises ConfigError when either is unusable)."""
-    rules = load_rules(settings.rules_file)
+def build_runtime(settings: Settings, rules: RuleSet) -> Runtime:
+    """Describe the portal and make the Redis client (it connects on first use)."""
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10,
                            health_check_interval=30)
     return Runtime(settings=settings, rules=rules, portal=portal_from_settings(settings), redis=redis)

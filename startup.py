@@ -9,8 +9,9 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
-from config.rules import RuleSet, load_rules
+from config.rules import RuleSet
 from config.settings import ConfigError, Settings, load_settings
+from policies import load_policy_rules
 
 CONFIG_ERROR_EXIT = 3
 """Exit status of a process whose configuration cannot be used. 3 is gunicorn's WORKER_BOOT_ERROR: a web
@@ -20,7 +21,7 @@ worker that exits with it makes the master stop instead of restarting it forever
 def load_configuration(**overrides: object) -> tuple[Settings, RuleSet]:
     """Read the environment and the rules file (raises ``ConfigError`` naming the variable or rules key)."""
     settings = load_settings(**overrides)
-    return settings, load_rules(settings.rules_file)
+    return settings, load_policy_rules(settings.rules_file)
 
 
 def configuration_or_exit() -> tuple[Settings, RuleSet]:

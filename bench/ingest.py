@@ -30,13 +30,13 @@ from redis import Redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-import keys
+import queueing
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-application-token-0123456789"  # noqa: S105 - a throwaway value for the local run
 MEMBER_ID = "bench0000000000000000000000000000"
 RULES = "rules:\n  - name: cap-time-entries\n    policy: elapsed_cap\n    params: {max_seconds: 28800}\n"
-QUEUE_KEY = f"rq:queue:{keys.EVALUATION_QUEUE}"
+QUEUE_KEY = f"rq:queue:{queueing.EVALUATION_QUEUE}"
 TARGET_RATIO, TARGET_P99_FACTOR = 0.70, 2.0
 """Issue 6: at least 70% of the bare endpoint's throughput, p99 no worse than twice its p99."""
 ID_SPACE = 10_000_000

@@ -14,6 +14,7 @@ from redis import Redis
 
 import keys
 from config.portal import Portal
+from redis_scripts import script
 
 # KEYS[1] budget key (theoretical arrival time, ms); ARGV[1] ms per request, ARGV[2] burst.
 # Returns 0 when the request may go now, else the milliseconds to wait. Redis' clock, not the host's.
@@ -39,7 +40,7 @@ class RequestBudget:
 
     def __init__(self, redis: Redis, portal: Portal, sleep: Callable[[float], None] = time.sleep) -> None:
         self._redis = redis
-        self._script = redis.register_script(_GCRA)
+        self._script = script(redis, _GCRA)
         self._key = keys.budget(portal.id)
         self._interval_ms = 1000.0 / portal.rate
         self._burst = max(1, portal.burst - BURST_HEADROOM)

@@ -7,7 +7,7 @@ administrator can fix the file without reading a traceback.
 from __future__ import annotations
 
 import datetime as dt
-import re
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -22,8 +22,12 @@ from config.settings import ConfigError
 
 TASK_EVENTS = ("ONTASKADD", "ONTASKUPDATE")
 """Task events a rule may subscribe to; Bitrix24 sends only the task id with them."""
-AVAILABLE_POLICIES = ("elapsed_cap", "deadline", "mandatory_userfields")
-DEFAULT_SWEEPS = {"entries": "* * * * *", "tasks": "*/15 * * * *", "full": "0 3 * * *"}
+SweepKind = Literal["entries", "tasks", "full"]
+SWEEP_KINDS: tuple[SweepKind, ...] = ("entries", "tasks", "full")
+"""The sweeps (SPEC section 6): new time entries, changed tasks, everything."""
+DEFAULT_SWEEPS: dict[SweepKind, str] = {"entries": "* * * * *", "tasks": "*/15 * * * *", "full": "0 3 * * *"}
+ParamModels = Mapping[str, type[BaseModel]]
+"""A policy's name to its params model: the policies' registry hands it in, so this module imports none."""
 
 
 class RulesError(ConfigError):
@@ -35,14 +39,17 @@ class RulesError(ConfigError):
         super().__init__(f"rules file {source}: " + "; ".join(problems))
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Unknown keys are errors and values never change after loading: the base of every rules-file model,
+    policies' params included."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 IdList = list[PositiveInt]
 
 
-class Match(_Strict):
+class Match(StrictModel):
     """Which tasks a rule applies to: AND of the keys given, OR within each list."""
 
     group_id: IdList | None = None
@@ -56,99 +63,7 @@ class Match(_Strict):
         return [value] if isinstance(value, int) else value
 
 
-class ElapsedCapParams(_Strict):
-    """Cap the seconds of every time entry of a task."""
-
-    max_seconds: PositiveInt
-    action: Literal["clamp", "delete"] = "clamp"
-    note: str = ""
-
-
-class SetIfMissing(_Strict):
-    """A deadline for tasks without one: N working days (at a time of day) or N hours after creation."""
-
-    workdays: PositiveInt | None = None
-    hours: PositiveInt | None = None
-    at: dt.time | None = None
-
-    @field_validator("at", mode="before")
-    @classmethod
-    def _quoted_time(cls, value: Any) -> Any:
-        # YAML 1.1 reads an unquoted 17:00 as the number 1020 (sexagesimal), which would become 00:17.
-        if value is not None and not isinstance(value, str | dt.time):
-            raise ValueError('write the time of day in quotes, e.g. at: "17:00"')
-        return value
-
-    @model_validator(mode="after")
-    def _one_unit(self) -> SetIfMissing:
-        if (self.workdays is None) == (self.hours is None):
-            raise ValueError("give exactly one of workdays or hours")
-        if self.at is not None and self.hours is not None:
-            raise ValueError("at applies to workdays only")
-        return self
-
-
-class MaxAhead(_Strict):
-    """The latest deadline allowed: creation + N working days or N calendar days."""
-
-    workdays: PositiveInt | None = None
-    days: PositiveInt | None = None
-
-    @model_validator(mode="after")
-    def _one_unit(self) -> MaxAhead:
-        if (self.workdays is None) == (self.days is None):
-            raise ValueError("give exactly one of workdays or days")
-        return self
-
-
-class DeadlineParams(_Strict):
-    """Set a missing deadline and/or clamp one that lies too far ahead."""
-
-    set_if_missing: SetIfMissing | None = None
-    max_ahead: MaxAhead | None = None
-    skip_closed: bool = True
-
-    @model_validator(mode="after")
-    def _something_to_do(self) -> DeadlineParams:
-        if self.set_if_missing is None and self.max_ahead is None:
-            raise ValueError("give set_if_missing, max_ahead or both")
-        return self
-
-
-class FieldRule(_Strict):
-    """One mandatory field; ``default`` (any value, including null) is written into empty ones when given."""
-
-    default: Any = None
-
-    @property
-    def has_default(self) -> bool:
-        return "default" in self.model_fields_set
-
-
-class MandatoryUserfieldsParams(_Strict):
-    """Task custom fields that must not stay empty, and optionally their definitions made mandatory."""
-
-    fields: dict[str, FieldRule] = Field(min_length=1)
-    enforce_definition: bool = False
-
-    @field_validator("fields", mode="before")
-    @classmethod
-    def _names(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            for name in value:
-                if not isinstance(name, str) or not _UF_NAME.match(name):
-                    raise ValueError(f"'{name}' is not a task field name (UF_ followed by A-Z, 0-9, _)")
-            return {name: spec if spec is not None else {} for name, spec in value.items()}
-        return value
-
-
-_UF_NAME = re.compile(r"^UF_[A-Z0-9_]{1,50}$")
-
-POLICY_PARAMS: dict[str, type[_Strict]] = {"elapsed_cap": ElapsedCapParams, "deadline": DeadlineParams,
-                                           "mandatory_userfields": MandatoryUserfieldsParams}
-
-
-class Rule(_Strict):
+class Rule(StrictModel):
     """One named rule: a policy, its parameters, and where and when it applies."""
 
     name: str = Field(pattern=r"^[a-z0-9-]+$", max_length=64)
@@ -159,20 +74,13 @@ class Rule(_Strict):
     sweep: bool = True
     params: Any = None
 
-    @field_validator("policy")
-    @classmethod
-    def _known_policy(cls, value: str) -> str:
-        if value not in POLICY_PARAMS:
-            raise ValueError(f"unknown policy '{value}' (known: {', '.join(AVAILABLE_POLICIES)})")
-        return value
-
     @field_validator("events", mode="before")
     @classmethod
     def _upper_events(cls, value: Any) -> Any:
         return [str(v).upper() for v in value] if isinstance(value, list) else value
 
 
-class Exemption(_Strict):
+class Exemption(StrictModel):
     """Tasks left alone: every key given must fit (task ids, group ids, which rules, until when)."""
 
     task_id: IdList | None = None
@@ -181,7 +89,7 @@ class Exemption(_Strict):
     until: dt.date | None = None
 
 
-class Holidays(_Strict):
+class Holidays(StrictModel):
     """Public holidays from the ``holidays`` package plus dates of the portal's own."""
 
     country: str | None = None
@@ -190,23 +98,29 @@ class Holidays(_Strict):
 
     @model_validator(mode="after")
     def _known_calendar(self) -> Holidays:
-        supported = holidays.list_supported_countries()
-        if self.country is not None and self.country not in supported:
-            raise ValueError(f"unknown holiday country '{self.country}'")
-        if self.subdivision is not None:
-            if self.country is None:
-                raise ValueError("subdivision needs a country")
-            if self.subdivision not in supported[self.country]:
-                raise ValueError(f"unknown subdivision '{self.subdivision}' for country '{self.country}'")
+        check_holiday_region(self.country, self.subdivision)
         return self
 
 
-class RuleSet(_Strict):
+def check_holiday_region(country: str | None, subdivision: str | None) -> None:
+    """Refuse a country or subdivision the ``holidays`` package does not know, naming it (ValueError)."""
+    if country is None:
+        if subdivision is not None:
+            raise ValueError("subdivision needs a country")
+        return
+    supported = holidays.list_supported_countries()
+    if country not in supported:
+        raise ValueError(f"unknown holiday country '{country}'")
+    if subdivision is not None and subdivision not in supported[country]:
+        raise ValueError(f"unknown subdivision '{subdivision}' for country '{country}'")
+
+
+class RuleSet(StrictModel):
     """A validated rules file."""
 
     timezone: str = "UTC"
     holidays: Holidays = Holidays()
-    sweeps: dict[Literal["entries", "tasks", "full"], str] = DEFAULT_SWEEPS  # type: ignore[assignment]
+    sweeps: dict[SweepKind, str] = DEFAULT_SWEEPS
     exemptions: list[Exemption] = []
     rules: list[Rule] = []
 
@@ -241,10 +155,10 @@ class RuleSet(_Strict):
 
     def params(self, rule: Rule) -> Any:
         """The rule's parameters as their policy's model (validated at load)."""
-        return POLICY_PARAMS[rule.policy].model_validate(rule.params or {})
+        return rule.params
 
 
-def load_rules(path: str | Path) -> RuleSet:
+def load_rules(path: str | Path, policies: ParamModels) -> RuleSet:
     """Read and validate a rules file.
 
     Raises:
@@ -259,14 +173,14 @@ def load_rules(path: str | Path) -> RuleSet:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RulesError(source, [f"not valid YAML: {exc}"]) from None
-    return parse_rules(raw if raw is not None else {}, source)
+    return parse_rules(raw if raw is not None else {}, policies, source)
 
 
-def parse_rules(raw: Any, source: str = "<rules>") -> RuleSet:
+def parse_rules(raw: Any, policies: ParamModels, source: str = "<rules>") -> RuleSet:
     """Validate already-parsed YAML; see :func:`load_rules`."""
     if not isinstance(raw, dict):
         raise RulesError(source, ["the top level must be a mapping"])
-    problems = _rule_problems(raw.get("rules"))
+    problems, params = _rule_problems(raw.get("rules"), policies)
     try:
         ruleset = RuleSet.model_validate(raw)
     except ValidationError as exc:
@@ -279,14 +193,17 @@ def parse_rules(raw: Any, source: str = "<rules>") -> RuleSet:
                  for index, item in enumerate(ruleset.exemptions) for name in item.rules or [] if name not in names]
     if problems:
         raise RulesError(source, problems)
-    return ruleset
+    rules = [rule.model_copy(update={"params": params[rule.name]}) for rule in ruleset.rules]
+    return ruleset.model_copy(update={"rules": rules})
 
 
-def _rule_problems(rules: Any) -> list[str]:
-    """Check each rule on its own so every message can name its rule."""
+def _rule_problems(rules: Any, policies: ParamModels) -> tuple[list[str], dict[str, BaseModel]]:
+    """Check each rule on its own so every message can name its rule; returns the problems and, by rule
+    name, the params as their policy's model."""
     if not isinstance(rules, list):
-        return [] if rules is None else ["rules: must be a list"]
+        return ([] if rules is None else ["rules: must be a list"]), {}
     problems: list[str] = []
+    params: dict[str, BaseModel] = {}
     seen: set[str] = set()
     for index, raw in enumerate(rules):
         label = f"rule '{raw.get('name')}'" if isinstance(raw, dict) and raw.get("name") else f"rule #{index + 1}"
@@ -295,14 +212,17 @@ def _rule_problems(rules: Any) -> list[str]:
         except ValidationError as exc:
             problems += [f"{label}: " + _message(e["loc"], e["msg"]) for e in exc.errors()]
             continue
+        if rule.policy not in policies:
+            problems.append(f"{label}: policy: unknown policy '{rule.policy}' (known: {', '.join(policies)})")
+            continue
         try:
-            POLICY_PARAMS[rule.policy].model_validate(rule.params or {})
+            params[rule.name] = policies[rule.policy].model_validate(rule.params or {})
         except ValidationError as exc:
             problems += [f"{label}: " + _message(("params", *e["loc"]), e["msg"]) for e in exc.errors()]
         if rule.name in seen:
             problems.append(f"{label}: name: duplicate rule name")
         seen.add(rule.name)
-    return problems
+    return problems, params
 
 
 def _message(loc: tuple[Any, ...], msg: str) -> str:

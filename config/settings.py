@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from config.webhook import split_webhook_url
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_RULES_FILE = "config/rules.yaml"
 DEFAULT_RATE_LIMIT = 2.0
@@ -65,8 +67,6 @@ class Settings(BaseSettings):
     def _webhook_shape(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():
             return None
-        from config.portal import split_webhook_url
-
         split_webhook_url(value.get_secret_value())  # raises ValueError without echoing the secret
         return value
 

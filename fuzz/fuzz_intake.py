@@ -11,8 +11,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from handlers.errors import IntakeError
     from handlers.parse import FORM, JSON, Event
+    from handlers.refusals import IntakeError
 
 
 def test_one_input(data: bytes) -> None:

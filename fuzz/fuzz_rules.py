@@ -10,7 +10,8 @@ import atheris
 with atheris.instrument_imports():
     import yaml
 
-    from config.rules import RulesError, parse_rules
+    from config.rules import RulesError
+    from policies import parse_policy_rules as parse_rules
 
 
 def test_one_input(data: bytes) -> None:

@@ -1,1 +1,1 @@
-"""HTTP handlers: event intake (parse, verify, coalesce, enqueue), health, and the admin API."""
+"""HTTP event intake: parse, verify, coalesce, enqueue (and spool while Redis is away)."""

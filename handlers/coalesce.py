@@ -7,7 +7,7 @@ from rq import Queue
 
 import keys
 from handlers.enqueue_script import queue_unless_pending
-from workers.jobs import PENDING_TTL_SECONDS
+from queueing import PENDING_TTL_SECONDS
 
 
 def coalesce(redis: Redis, queue: Queue, portal_id: str, task_id: int, *, event_name: str,

@@ -5,13 +5,13 @@ the queue push) on top of the pending ``SET NX``, and building an RQ ``Job`` per
 profile. Here the script writes exactly what RQ 2.12's ``Queue.enqueue_job`` -> ``_enqueue_async_job``
 writes for a job without dependencies or ``ttl``: the queue key in ``rq:queues``, the job hash (with
 ``status: queued``) and the job id pushed on the queue's list, so RQ workers run it like any other;
-and, as ``enqueue_evaluation`` does, the task listed in the portal's waiting hash with its job's id.
+and, as ``queueing.enqueue_evaluation`` does, the task listed in the portal's waiting hash with its job's id.
 
 The hash fields shared by every evaluation job (timeouts, TTLs, retries left, origin, status...) come
 from a job built once by RQ itself (``Queue.create_job`` with ``enqueue_evaluation``'s options); only
 the fields that differ per job are serialised per event, the way ``Job.to_dict`` does it. The shared
 fields sit in Redis as a template hash that the script ``COPY``s into each new job: splitting two dozen
-fields out of one argument in Lua cost Redis about 45 µs per event, the copy a few.
+fields out of one argument in Lua cost Redis far more per event than the copy.
 ``tests/test_coalesce.py`` compares both with RQ's own output, so an RQ upgrade that changes them fails
 there rather than in production.
 """
@@ -28,16 +28,16 @@ from uuid import UUID
 
 import orjson
 from redis import Redis
-from redis.commands.core import Script
 from redis.exceptions import ResponseError
-from rq import Queue, Retry
+from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import now
 
 import keys
+import queueing
 from handlers.script_call import run_script
-from workers import jobs
+from redis_scripts import script
 
 TEMPLATE_TTL_SECONDS = 24 * 3600
 
@@ -82,17 +82,15 @@ class JobTemplate:
 
 
 _templates: dict[tuple[Any, ...], JobTemplate] = {}
-_script = Script(None, COALESCE_ENQUEUE.encode())  # type: ignore[arg-type]  # bytes need no client to hash
 
 
 def evaluation_job(queue: Queue, portal_id: str, task_id: int, *, cause: str, event_name: str | None,
                    event_id: str | None) -> Job:
-    """The job ``workers.jobs.enqueue_evaluation`` would queue, built by RQ in memory only."""
-    kwargs, meta, description = jobs.evaluation_spec(portal_id, task_id, cause, event_name, event_id)
-    job = queue.create_job(jobs.evaluate_task, kwargs=kwargs, timeout=jobs.EVALUATION_TIMEOUT_SECONDS,
-                           result_ttl=jobs.RESULT_TTL_SECONDS, failure_ttl=jobs.FAILURE_TTL_SECONDS,
-                           retry=Retry(max=len(jobs.RETRY_INTERVALS_SECONDS), interval=jobs._jittered()),
-                           meta=meta, description=description)
+    """The job ``queueing.enqueue_evaluation`` would queue, built by RQ in memory only."""
+    kwargs, meta, description = queueing.evaluation_spec(portal_id, task_id, cause, event_name, event_id)
+    job = queue.create_job(queueing.EVALUATE_TASK, kwargs=kwargs, timeout=queueing.EVALUATION_TIMEOUT_SECONDS,
+                           result_ttl=queueing.RESULT_TTL_SECONDS, failure_ttl=queueing.FAILURE_TTL_SECONDS,
+                           retry=queueing.evaluation_retry(), meta=meta, description=description)
     job.enqueued_at = now()  # set by _prepare_for_queue at enqueue time, like origin and status
     return job
 
@@ -111,19 +109,19 @@ def queue_unless_pending(redis: Redis, queue: Queue, portal_id: str, task_id: in
                    template_key)
     args = (event_id, pending_ttl, job_id, task_id,
             *own_fields(template, portal_id, task_id, "event", event_name, event_id))
-    answer = run_script(redis, _script, script_keys, args)
+    answer = run_script(redis, script(redis, COALESCE_ENQUEUE), script_keys, args)
     if answer == -1:  # first event after a deploy, a flush or the template's expiry
         write_template(redis, template_key, template)
-        answer = run_script(redis, _script, script_keys, args)
+        answer = run_script(redis, script(redis, COALESCE_ENQUEUE), script_keys, args)
         if answer == -1:
             raise ResponseError("the job template vanished as soon as it was written")
     return bool(answer == 1)
 
 
 def new_job_id() -> str:
-    """A random (version 4) UUID, as RQ's own ids, from ``random`` rather than ``os.urandom``: the system
-    call releases the GIL, which under gunicorn's gthread workers costs more than the id itself. Python reseeds
-    ``random`` in every forked child, so two web processes never share a sequence."""
+    """A random (version 4) UUID, as RQ's own ids, from ``random`` rather than ``os.urandom``: one system call
+    fewer per event, and ids need to be unique, not secret. Python reseeds ``random`` in every forked child,
+    so two web processes never share a sequence."""
     return str(UUID(int=random.getrandbits(128), version=4))
 
 
@@ -142,12 +140,12 @@ def own_fields(template: JobTemplate, portal_id: str, task_id: int, cause: str, 
     """The per-job hash fields, serialised as ``Job.to_dict`` serialises them, except that ``data`` is
     left uncompressed: ``Job.restore`` takes it either way, and compressing ~200 bytes per event cost
     more than it saved."""
-    kwargs, meta, description = jobs.evaluation_spec(portal_id, task_id, cause, event_name, event_id)
+    kwargs, meta, description = queueing.evaluation_spec(portal_id, task_id, cause, event_name, event_id)
     stamp = rq_timestamp(time.time())
     dumps = template.dumps
     return ["created_at", stamp, "data", dumps((template.func_name, None, (), kwargs)),
-            "retry_intervals", orjson.dumps(jobs._jittered()), "description", description, "enqueued_at", stamp,
-            "meta", dumps(meta)]
+            "retry_intervals", orjson.dumps(queueing.jittered_retry_intervals()), "description", description,
+            "enqueued_at", stamp, "meta", dumps(meta)]
 
 
 _second: tuple[int, str] = (0, "")
@@ -169,8 +167,8 @@ def job_template(queue: Queue) -> JobTemplate:
 
     Keyed by everything the shared fields depend on, so a changed setting never meets a stale template.
     """
-    cache_key = (queue.name, queue.serializer, jobs.evaluate_task, jobs.EVALUATION_TIMEOUT_SECONDS,
-                 jobs.RESULT_TTL_SECONDS, jobs.FAILURE_TTL_SECONDS, len(jobs.RETRY_INTERVALS_SECONDS))
+    cache_key = (queue.name, queue.serializer, queueing.EVALUATE_TASK, queueing.EVALUATION_TIMEOUT_SECONDS,
+                 queueing.RESULT_TTL_SECONDS, queueing.FAILURE_TTL_SECONDS, len(queueing.RETRY_INTERVALS_SECONDS))
     template = _templates.get(cache_key)
     if template is None:
         reference = evaluation_job(queue, "-", 1, cause="event", event_name=None, event_id=None)

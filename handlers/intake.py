@@ -4,8 +4,8 @@ No Bitrix24 call happens here; the answer only says what was queued.
 
 The endpoint is WSGI middleware in front of the Flask app (``app.wsgi_app``, as Flask's docs wrap it),
 not a Flask view: Flask's request and app contexts, URL matching, ``Request`` and ``Response`` objects
-cost about 90 µs of CPU per request in a quiet loop (~115 µs under gunicorn), more than intake's own
-parsing, and intake has to keep up with a bare Flask endpoint (``bench/ingest.py``). Every other path goes on
+cost more CPU per request than intake's own parsing, and intake has to keep up with a bare Flask endpoint
+(``bench/ingest.py``, docs/performance.md). Every other path goes on
 to Flask untouched. What a Flask view would have given is kept: one JSON answer per outcome, 405 for
 other methods, the body limit, per-request log context, and a logged 500 for a bug.
 """
@@ -22,8 +22,8 @@ from redis.exceptions import RedisError
 
 import metrics
 from handlers.coalesce import coalesce
-from handlers.errors import IntakeError, MalformedEvent, PayloadTooLarge
 from handlers.parse import Event
+from handlers.refusals import IntakeError, MalformedEvent, PayloadTooLarge, unexpected_error
 from handlers.spool import Spool
 from handlers.verify import verify_member, verify_token
 from runtime import Runtime
@@ -39,12 +39,20 @@ Answer = tuple[int, dict[str, Any]]
 
 
 class IntakeMiddleware:
-    """WSGI: answers requests for :data:`PATHS` itself and hands every other request to ``wsgi_app``."""
+    """WSGI: answers requests for :data:`PATHS` itself and hands every other request to ``wsgi_app``.
+
+    The first request a process serves starts its background threads (``start_background``): a process
+    that builds the app only to run a command never starts them.
+    """
 
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]], rt: Runtime, spool: Spool) -> None:
         self.wsgi_app, self.rt, self.spool = wsgi_app, rt, spool
+        self.serving = False
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not self.serving:
+            self.serving = True
+            start_background(self.rt, self.spool)
         if environ.get("PATH_INFO") not in PATHS:
             return self.wsgi_app(environ, start_response)
         headers = [("Content-Type", "application/json")]
@@ -54,15 +62,22 @@ class IntakeMiddleware:
             else:
                 status, body = 405, {"status": "error", "error": "method_not_allowed"}
                 headers.append(("Allow", "POST"))
-        except Exception as error:  # a bug, not client input: logged with its traceback, answered without one
-            log.exception("http.unexpected_error", error=type(error).__name__)
-            status, body = 500, {"status": "error", "error": "internal_error"}
+        except Exception as error:
+            status, body = unexpected_error(error)
         finally:
             structlog.contextvars.clear_contextvars()
         payload = orjson.dumps(body)
         headers.append(("Content-Length", str(len(payload))))
         start_response(_STATUS_LINES[status], headers)
         return [payload]
+
+
+def start_background(rt: Runtime, spool: Spool) -> None:
+    """A serving process's threads: the metrics flusher, and the spool's drainer when a process that died
+    while Redis was down left events behind."""
+    metrics.start_flusher(rt.redis)
+    if spool.pending_files():
+        spool.start_drainer(rt.redis, queue_spooled(rt))
 
 
 def answer_event(rt: Runtime, spool: Spool, environ: dict[str, Any]) -> Answer:

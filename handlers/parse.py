@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote
 
-from handlers.errors import MalformedEvent, UnsupportedMediaType
+from handlers.refusals import MalformedEvent, UnsupportedMediaType
 
 MAX_FIELDS = 200
 """A real task event has about 15 fields; far more is not an event."""

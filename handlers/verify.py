@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from handlers.errors import Unauthorized
+from handlers.refusals import Unauthorized
 
 
 def verify_token(received: str | None, expected: str) -> None:

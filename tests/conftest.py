@@ -1,4 +1,5 @@
 """Shared fixtures: a real Redis database of the tests' own and the sandbox portal over real HTTP.
+Constants and helpers that tests import live in ``tests/helpers.py``.
 
 The tests' Redis is ``TASKWARDEN_TEST_REDIS_URL`` (default db 13 of the local server); it is flushed
 before and after each test that uses it, and nothing else is touched.
@@ -6,7 +7,6 @@ before and after each test that uses it, and nothing else is touched.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,25 +17,11 @@ from flask import Flask
 from redis import Redis
 from werkzeug.serving import make_server
 
+from tests.helpers import DEFAULT_RULES, TEST_ADMIN_TOKEN, TEST_APP_TOKEN, TEST_MEMBER_ID, TEST_REDIS_URL, TEST_SECRET
+
 if TYPE_CHECKING:
     from sandbox.control import SandboxControl
     from sandbox.server import RunningSandbox
-
-TEST_REDIS_URL = os.environ.get("TASKWARDEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-TEST_SECRET = "s3cr3t-webhook-code-for-tests"
-TEST_APP_TOKEN = "app-token-for-tests-0123456789"
-TEST_MEMBER_ID = "a223c6b3710f85df22e9377d6c4f7553"
-TEST_ADMIN_TOKEN = "admin-token-for-tests"
-SAMPLES = Path(__file__).parent / "samples"
-
-DEFAULT_RULES = """
-timezone: Europe/Berlin
-rules:
-  - name: cap-time-entries
-    policy: elapsed_cap
-    params: {max_seconds: 28800, action: clamp, note: " (capped at 8h)"}
-"""
-
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[RunningSandbox]:
@@ -114,19 +100,6 @@ def live_app(app: Flask) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)
-
-
-def run_worker(app: Flask, max_jobs: int | None = None) -> None:
-    """Run queued jobs in this process until the queues are empty (RQ's SimpleWorker, burst mode)."""
-    from rq.serializers import JSONSerializer
-
-    import keys
-    from workers.worker import TaskwardenSimpleWorker
-
-    rt = app.extensions["taskwarden"]
-    queues = [rt.queue(keys.EVALUATION_QUEUE), rt.queue(keys.SWEEP_QUEUE)]
-    TaskwardenSimpleWorker(queues, connection=rt.redis, serializer=JSONSerializer).work(burst=True,
-                                                                                         max_jobs=max_jobs)
 
 
 @pytest.fixture

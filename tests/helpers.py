@@ -1,14 +1,31 @@
-"""Small helpers shared by tests: event bodies and polling with a deadline (never a bare sleep)."""
+"""What tests share: the test portal's constants, event bodies, running queued jobs, and polling with a
+deadline (never a bare sleep)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from .conftest import TEST_APP_TOKEN, TEST_MEMBER_ID
+from flask import Flask
 
+TEST_REDIS_URL = os.environ.get("TASKWARDEN_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+TEST_SECRET = "s3cr3t-webhook-code-for-tests"
+TEST_APP_TOKEN = "app-token-for-tests-0123456789"
+TEST_MEMBER_ID = "a223c6b3710f85df22e9377d6c4f7553"
+TEST_ADMIN_TOKEN = "admin-token-for-tests"
+SAMPLES = Path(__file__).parent / "samples"
+
+DEFAULT_RULES = """
+timezone: Europe/Berlin
+rules:
+  - name: cap-time-entries
+    policy: elapsed_cap
+    params: {max_seconds: 28800, action: clamp, note: " (capped at 8h)"}
+"""
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -38,3 +55,18 @@ def poll(check: Callable[[], Any], what: str, timeout: float = 10.0, interval: f
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def run_worker(app: Flask, max_jobs: int | None = None) -> None:
+    """Run queued jobs in this process until the queues are empty (RQ's SimpleWorker, burst mode)."""
+    from rq.serializers import JSONSerializer
+
+    import queueing
+    import runtime
+    from workers.worker import TaskwardenSimpleWorker
+
+    rt = app.extensions["taskwarden"]
+    runtime.install(rt)  # as the worker command does: jobs find the runtime there
+    queues = [rt.queue(name) for name in queueing.QUEUES]
+    TaskwardenSimpleWorker(queues, connection=rt.redis, serializer=JSONSerializer).work(burst=True,
+                                                                                         max_jobs=max_jobs)

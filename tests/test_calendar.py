@@ -1,4 +1,4 @@
-"""Deadline arithmetic: working days, holidays, time zones and DST in ``workers.calendar``."""
+"""Deadline arithmetic: working days, holidays, time zones and DST in ``policies.calendar``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.calendar import (
+from policies.calendar import (
     WorkCalendar,
     calendar_for,
     deadline_for_new_task,

@@ -18,7 +18,7 @@ from bitrix.errors import AuthError, MethodError, NotFound, TransportError
 from config.portal import Portal
 from logging_setup import capture_output
 
-from .conftest import TEST_SECRET
+from .helpers import TEST_SECRET
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ import audit
 import keys
 from handlers.coalesce import coalesce
 from handlers.enqueue_script import OWN_FIELDS, TEMPLATE_TTL_SECONDS, new_job_id, rq_timestamp
-from workers.jobs import PENDING_TTL_SECONDS, RETRY_INTERVALS_SECONDS, enqueue_evaluation
+from queueing import PENDING_TTL_SECONDS, RETRY_INTERVALS_SECONDS, enqueue_evaluation
 
-from .conftest import run_worker
+from .helpers import run_worker
 
 EVENT = "ONTASKUPDATE"
 

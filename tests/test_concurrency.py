@@ -17,11 +17,10 @@ from redis import Redis
 from rq import Worker
 
 import keys
-from workers.jobs import enqueue_evaluation
+from queueing import enqueue_evaluation
 from workers.locks import KeptLock, concurrency_guard
 
-from .conftest import TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET
-from .helpers import FORM, event_body, poll
+from .helpers import FORM, TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET, event_body, poll
 
 ROOT = Path(__file__).parent.parent
 

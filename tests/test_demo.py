@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from .conftest import TEST_REDIS_URL
+from .helpers import TEST_REDIS_URL
 
 ROOT = Path(__file__).parent.parent
 

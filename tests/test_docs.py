@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config.describe import describe_rule
-from config.rules import RulesError, parse_rules
+from cli.rules import describe_rule
+from config.rules import RulesError
+from policies import parse_policy_rules as parse_rules
 
 RULES_DOC = Path(__file__).parent.parent / "docs" / "rules.md"
 _YAML_BLOCK = re.compile(r"^```yaml[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from bitrix.elapsed import TimeEntry
 from bitrix.tasks import Task
-from config.rules import ElapsedCapParams
-from workers.policies import elapsed_cap
-from workers.state import TaskState
+from policies import elapsed_cap
+from policies.base import TaskState
+from policies.elapsed_cap import ElapsedCapParams
 
 TASK = Task(id=1, status=2, group_id=0, responsible_id=1, created_by=1)
 

@@ -9,8 +9,7 @@ import pytest
 import requests
 from flask import Flask
 
-from .conftest import TEST_ADMIN_TOKEN, run_worker
-from .helpers import FORM, event_body, poll
+from .helpers import FORM, TEST_ADMIN_TOKEN, event_body, poll, run_worker
 
 DELETE_RULES = """
 rules:

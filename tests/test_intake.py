@@ -17,8 +17,7 @@ from redis import Redis
 import keys
 from logging_setup import capture_output
 
-from .conftest import TEST_MEMBER_ID, run_worker
-from .helpers import FORM, event_body, poll
+from .helpers import FORM, TEST_MEMBER_ID, event_body, poll, run_worker
 
 URL = "/bitrix24/events"
 

@@ -17,10 +17,10 @@ from flask import Flask
 from redis import Redis
 from rq.executions import Execution
 
-from workers.jobs import enqueue_evaluation, evaluate_task
+from queueing import enqueue_evaluation
+from workers.jobs import evaluate_task
 
-from .conftest import TEST_ADMIN_TOKEN, TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET, run_worker
-from .helpers import FORM, event_body, poll
+from .helpers import FORM, TEST_ADMIN_TOKEN, TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET, event_body, poll, run_worker
 
 ROOT = Path(__file__).parent.parent
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers.errors import IntakeError, MalformedEvent, UnsupportedMediaType
 from handlers.parse import FORM, JSON, MAX_FIELDS, Event, parse_form
+from handlers.refusals import IntakeError, MalformedEvent, UnsupportedMediaType
 
-from .conftest import SAMPLES, TEST_APP_TOKEN
+from .helpers import SAMPLES, TEST_APP_TOKEN
 
 
 class TestFormBodies:

@@ -13,8 +13,7 @@ from redis import Redis
 
 import keys
 
-from .conftest import TEST_ADMIN_TOKEN, run_worker
-from .helpers import FORM, event_body
+from .helpers import FORM, TEST_ADMIN_TOKEN, event_body, run_worker
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MOSCOW = ZoneInfo("Europe/Moscow")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,13 +12,39 @@ from flask import Flask
 from redis import Redis
 
 import keys
+import runtime
 from bitrix import elapsed, tasks
 from bitrix.client import Client
 from bitrix.errors import OperationTimeLimit
 from workers.jobs import evaluate_task
 
-from .conftest import TEST_ADMIN_TOKEN, TEST_REDIS_URL, run_worker
-from .helpers import FORM, event_body
+from .helpers import FORM, TEST_ADMIN_TOKEN, TEST_REDIS_URL, event_body, run_worker
+
+
+class Refused(Exception):
+    """Raised instead of sleeping: the shared budget told a client to wait ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+class BudgetSleep:
+    """The clients' ``sleep``, which never sleeps: while ``refusing``, a wait the budget asks for is refused
+    (``Refused``); otherwise it passes on the bucket's own clock, its arrival time moved back by the wait,
+    as that much more of Redis' clock would do. Every wait asked for is recorded."""
+
+    def __init__(self, redis: Redis, portal_id: str) -> None:
+        self.refusing = True
+        self.waits: list[float] = []
+        self._redis = redis
+        self._key = keys.budget(portal_id)
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if self.refusing:
+            raise Refused(seconds)
+        self._redis.incrbyfloat(self._key, -seconds * 1000)  # atomic, and keeps the key's TTL
 
 
 def decisions(app: Flask) -> list[dict[str, Any]]:
@@ -37,9 +63,12 @@ class TestOperatingTime:
                 rt.client.run(tasks.get(task_id))
         sent = [r for r in sandbox.requests() if r["method"] == "tasks.task.get"]
         assert len(sent) == 5 and all(r["status"] == 200 for r in sent)  # paused before the portal refused
-        assert caught.value.reset_at is not None and caught.value.reset_at > time.time() + 500
-        ttl = redis.pttl(keys.paused(rt.portal.id, "tasks.task.get"))
-        assert 500_000 < ttl <= 600_000
+        # paused until the window's reset the portal reported (not a default pause), and the error says so
+        stored = redis.hget(keys.operating(rt.portal.id), "tasks.task.get")
+        assert stored is not None
+        reported = json.loads(stored)["reset_at"]
+        assert redis.pexpiretime(keys.paused(rt.portal.id, "tasks.task.get")) == int(reported * 1000)
+        assert caught.value.reset_at == pytest.approx(reported, abs=1)
         assert elapsed.entries_from_wire(rt.client.run(elapsed.list_for_task(task_id))) == []
 
     def test_portal_429_pauses_the_method(self, app: Flask, sandbox: Any, redis: Redis) -> None:
@@ -69,6 +98,7 @@ class TestOperatingTime:
         task_id = sandbox.add_task(TITLE="t")
         redis.set(keys.paused(rt.portal.id, "task.elapseditem.getlist"), 1, px=120_000)
         redis.hset(keys.waiting(rt.portal.id), str(task_id), "direct")  # as queueing an evaluation does
+        runtime.install(rt)  # as the worker command does
         result = evaluate_task(rt.portal.id, task_id)
         assert result == {"status": "paused", "method": "task.elapseditem.getlist"}
         [job_id] = rt.queue().scheduled_job_registry.get_job_ids()
@@ -87,25 +117,54 @@ class TestFailuresSurvived:
         assert sandbox.entry(entry_id)["SECONDS"] == 28800
         assert [r["status"] for r in sandbox.requests()] == [500, 500, 200, 200]
 
-    def test_503_storm_slows_everyone_down(self, make_app: Callable[..., Flask], sandbox: Any) -> None:
-        """Four clients during a 3-second storm of 503s send about rate x seconds requests, not more."""
-        app = make_app(b24_rate_limit=4, b24_rate_burst=4)
+    def test_503_storm_slows_everyone_down(self, app: Flask, sandbox: Any) -> None:
+        """Four clients in a storm of 503s: the first 503 fills the shared budget, so no client sends a
+        second request (each is told to wait instead), and a fifth, which saw no 503, sends none. After the
+        storm the five go one per drain interval, each waiting for its turn, and all get their answer."""
         rt = app.extensions["taskwarden"]
+        portal = dataclasses.replace(rt.portal, rate=0.01, burst=20)  # 100 s per request: no refill meanwhile
+        interval = 1 / portal.rate
         task_id = sandbox.add_task(TITLE="t")
-        sandbox.fault("tasks.task.get", status=503, error="QUERY_LIMIT_EXCEEDED", times=0)
-        clients = [Client(rt.portal, Redis.from_url(TEST_REDIS_URL)) for _ in range(4)]
-        threads = [threading.Thread(target=c.run, args=(tasks.get(task_id),)) for c in clients]
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        time.sleep(3.0)  # the storm's length is the point of this test, not a synchronisation
-        sandbox.clear_faults()
-        storm = time.monotonic() - started
-        for thread in threads:
-            thread.join(timeout=30)
-        refused = [r for r in sandbox.requests() if r["status"] == 503]
-        assert len(refused) <= storm * 4 + len(clients) + 2
-        assert sum(1 for r in sandbox.requests() if r["status"] == 200) == len(clients)
+        sandbox.fault("tasks.task.get", status=503, error="QUERY_LIMIT_EXCEEDED", times=0)  # until cleared
+        sleep = BudgetSleep(rt.redis, portal.id)
+        connections = [Redis.from_url(TEST_REDIS_URL) for _ in range(5)]  # one each, as in separate processes
+        clients = [Client(portal, connection, sleep=sleep) for connection in connections]
+        outcomes: list[BaseException | None] = [None] * 4
+
+        def run(index: int) -> None:
+            try:
+                clients[index].run(tasks.get(task_id))
+            except BaseException as error:  # the outcome is what the test asserts
+                outcomes[index] = error
+
+        try:
+            threads = [threading.Thread(target=run, args=(index,)) for index in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert not any(thread.is_alive() for thread in threads)
+            with pytest.raises(Refused):
+                clients[4].run(tasks.get(task_id))
+            storm = sandbox.requests()
+            assert all(isinstance(outcome, Refused) for outcome in outcomes)
+            assert 1 <= len(storm) <= 4 and all(r["status"] == 503 for r in storm)
+            assert max(client.stats.requests for client in clients) <= 1  # none sent twice
+            assert clients[4].stats.requests == 0
+            assert sum(client.stats.requests for client in clients) == len(storm)
+            assert all(0 < seconds <= interval for seconds in sleep.waits)
+
+            sandbox.clear_faults()
+            sandbox.clear_requests()
+            sleep.refusing = False
+            sleep.waits.clear()
+            for client in clients:  # one at a time, so each turn is the bucket's next drain
+                assert client.run(tasks.get(task_id))["task"]["id"] == str(task_id)
+            assert [r["status"] for r in sandbox.requests()] == [200] * 5
+            assert len(sleep.waits) == 5 and all(0 < seconds <= interval for seconds in sleep.waits)
+        finally:
+            for connection in connections:
+                connection.close()
 
     def test_gone_task_recorded_once_not_retried(self, app: Flask, sandbox: Any) -> None:
         """An event for a task the portal no longer shows is audited once and the job finishes."""

@@ -20,8 +20,7 @@ from redis import Redis
 
 from scripts.prod_venv import prod_venv
 
-from .conftest import DEFAULT_RULES, TEST_APP_TOKEN, TEST_MEMBER_ID, TEST_REDIS_URL, TEST_SECRET
-from .helpers import poll
+from .helpers import DEFAULT_RULES, TEST_APP_TOKEN, TEST_MEMBER_ID, TEST_REDIS_URL, TEST_SECRET, poll
 
 ROOT = Path(__file__).resolve().parent.parent
 BROKEN_RULES = "rules:\n  - {name: cap, policy: elapsed_cap, params: {max_seconds: -5}}\n"

@@ -12,11 +12,11 @@ import yaml
 from flask import Flask
 
 from bitrix.tasks import task_from_row
-from config.rules import parse_rules
+from policies import parse_policy_rules as parse_rules
+from policies.base import Needs
 from sandbox.server import RunningSandbox
 from workers import evaluation
 from workers.evaluation import Trigger, evaluate_tasks, needs_of
-from workers.state import Needs
 
 CAP_RULES = """
 rules:

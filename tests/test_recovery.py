@@ -1,4 +1,4 @@
-"""A killed worker loses no job: real worker processes, SIGKILL mid-evaluation, rerun within 90 seconds."""
+"""A killed worker loses no job: real worker processes, SIGKILL mid-evaluation, the job rerun to completion."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,11 @@ import pytest
 from flask import Flask
 
 import keys
-from workers.jobs import enqueue_evaluation
-from workers.passes import _claim_script, take_own_task
+from queueing import enqueue_evaluation
+from redis_scripts import script
+from workers.passes import _CLAIM, take_own_task
 
-from .conftest import TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET, run_worker
-from .helpers import poll
+from .helpers import TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET, poll, run_worker
 
 ROOT = Path(__file__).parent.parent
 
@@ -52,12 +51,18 @@ def start_worker(app: Flask, sandbox_url: str) -> subprocess.Popen[bytes]:
 
 @pytest.mark.slow
 def test_sigkill_mid_evaluation_is_rerun(app: Flask, sandbox: Any, sandbox_server: Any) -> None:
-    """Worker, work horse and scheduler killed with SIGKILL while the job reads; another worker reruns it."""
+    """Worker, work horse and scheduler killed with SIGKILL while the job reads; another worker reruns it.
+
+    The rerun is RQ's retry of the abandoned job (one retry used), and it finishes the evaluation. The 90 s
+    is only the deadline of the poll for that state; how soon a killed job is rerun is not asserted.
+    """
     rt = app.extensions["taskwarden"]
     task_id = sandbox.add_task(TITLE="t")
     entry_id = sandbox.add_entry(task_id, 40000, "x")
     sandbox.fault("batch", status=200, delay=60, times=1)  # the first evaluation hangs in its read
     job = enqueue_evaluation(rt.queue(), rt.portal.id, task_id)
+    retries = job.retries_left
+    assert retries  # the job may be retried, which is what reruns it
     first = start_worker(app, sandbox_server.url)
     second = None
     try:
@@ -65,12 +70,15 @@ def test_sigkill_mid_evaluation_is_rerun(app: Flask, sandbox: Any, sandbox_serve
         for pid in [*descendants(first.pid), first.pid]:
             os.kill(pid, signal.SIGKILL)
         first.wait(timeout=10)
-        killed_at = time.monotonic()
         sandbox.clear_faults()  # whether or not the killed read got to the portal, the rerun's is not slowed
         second = start_worker(app, sandbox_server.url)
-        poll(lambda: sandbox.entry(entry_id)["SECONDS"] == 28800, "the rerun to cap the entry", timeout=90,
+        poll(lambda: job.get_status(refresh=True) == "finished", "the rerun to finish the job", timeout=90,
              interval=0.5)
-        assert time.monotonic() - killed_at < 90
+        job.refresh()
+        result = job.return_value()
+        assert result is not None and result["status"] == "done"
+        assert job.retries_left == retries - 1  # rerun once, as a retry of the abandoned job
+        assert sandbox.entry(entry_id)["SECONDS"] == 28800
         assert job.id not in rt.queue().failed_job_registry.get_job_ids()
     finally:
         for process in (first, second):
@@ -111,7 +119,7 @@ def test_rerun_after_a_kill_right_after_claiming_others(app: Flask, sandbox: Any
     first, other = (enqueue_evaluation(rt.queue(), rt.portal.id, task_id) for task_id in tasks)
     inflight = keys.inflight(rt.portal.id, first.id)
     assert take_own_task(rt, rt.portal.id, tasks[0], inflight)
-    _claim_script(keys=[keys.waiting(rt.portal.id), inflight], args=[10, 60], client=rt.redis)  # where the kill lands
+    script(rt.redis, _CLAIM)(keys=[keys.waiting(rt.portal.id), inflight], args=[10, 60])  # where the kill lands
     assert rt.redis.hlen(keys.waiting(rt.portal.id)) == 0
     run_worker(app)  # the first job runs again, and the other task's job runs too
     assert [sandbox.entry(entry_id)["SECONDS"] for entry_id in entries] == [28800, 28800]

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from config.describe import describe_rule
-from config.rules import RulesError, load_rules, parse_rules
+from cli.rules import describe_rule
+from config.rules import RulesError
+from policies import load_policy_rules as load_rules
+from policies import parse_policy_rules as parse_rules
 
 CAP = {"name": "cap", "policy": "elapsed_cap", "params": {"max_seconds": 28800}}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -374,7 +373,8 @@ class TestLimits:
         assert (first.status_code, crossing.status_code, blocked.status_code, other.status_code) == (200, 200, 429,
                                                                                                      200)
         assert crossing.json()["time"]["operating"] == pytest.approx(1.2)
-        assert crossing.json()["time"]["operating_reset_at"] > time.time()
+        # the window reopens 600 s after the first counted call, by the portal's own clock
+        assert crossing.json()["time"]["operating_reset_at"] == int(first.json()["time"]["start"] + 600)
         assert blocked.json() == {"error": "OPERATION_TIME_LIMIT",
                                   "error_description": "Method is blocked due to operation time limit."}
 
@@ -483,17 +483,17 @@ class TestSeeds:
         assert sandbox.task(4)["UF_PROJECT_CODE"] == ""
         assert sandbox.events() == []
 
-    def test_generated_seed_is_deterministic_and_fast(self, sandbox: SandboxControl) -> None:
-        """N=10,000 loads in seconds, the same every time, with about 10% of entries over the cap."""
-        started = time.monotonic()
+    def test_generated_seed_is_deterministic(self, sandbox: SandboxControl) -> None:
+        """N=10,000 gives 10,000 tasks with about 3 entries each, about 10% of them over the cap, the same
+        every time."""
         first = sandbox.reset(seed=10_000)
-        elapsed = time.monotonic() - started
         entries = sandbox.entries(task_id=77)
+        over_cap = sum(1 for entry in sandbox.entries() if entry["SECONDS"] > 28800)
         again = sandbox.reset(seed=10_000)
-        assert elapsed < 5
         assert first["tasks"] == 10_000
         assert first["entries"] == again["entries"]
         assert 2.5 < first["entries"] / 10_000 < 3.5
+        assert 0.08 < over_cap / first["entries"] < 0.12
         assert sandbox.entries(task_id=77) == entries
 
 

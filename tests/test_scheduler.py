@@ -15,10 +15,10 @@ from flask import Flask
 from redis import Redis
 
 import keys
+import queueing
 from workers.scheduler import latest_slot, tick
 
-from .conftest import TEST_REDIS_URL
-from .helpers import poll
+from .helpers import TEST_REDIS_URL, poll
 
 ROOT = Path(__file__).parent.parent
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -62,7 +62,7 @@ class TestTick:
         enqueued = tick(rt, now)
         assert len(enqueued) == 3
         assert f"sweep-full-{int(now.replace(hour=3).timestamp())}" in enqueued
-        assert len(rt.queue(keys.SWEEP_QUEUE)) == 3
+        assert len(rt.queue(queueing.SWEEP_QUEUE)) == 3
 
 
 class TestSchedulerProcesses:
@@ -75,7 +75,7 @@ class TestSchedulerProcesses:
         flask = [sys.executable, "-m", "flask", "--app", "app", "scheduler"]
         procs = [subprocess.Popen(flask, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True) for _ in range(2)]
-        queue_key = f"rq:queue:{keys.SWEEP_QUEUE}"
+        queue_key = f"rq:queue:{queueing.SWEEP_QUEUE}"
         try:
             poll(lambda: redis.llen(queue_key) >= 8, "eight enqueued sweeps", timeout=30, interval=0.1)
         finally:

@@ -20,8 +20,7 @@ from bitrix.errors import TransportError
 from config.portal import Portal
 from logging_setup import capture_output
 
-from .conftest import TEST_ADMIN_TOKEN, TEST_APP_TOKEN, TEST_SECRET, run_worker
-from .helpers import FORM, event_body
+from .helpers import FORM, TEST_ADMIN_TOKEN, TEST_APP_TOKEN, TEST_SECRET, event_body, run_worker
 
 ACCESS_TOKEN = "076a0769007d83b20058f18a00000001000006-access"
 

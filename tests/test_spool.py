@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 from redis import Redis
 
-import keys
+import queueing
 from handlers.spool import Spool
 
 from .helpers import FORM, event_body, poll
@@ -39,7 +39,7 @@ class TestOutage:
 
         own_redis.start()
         redis = Redis.from_url(own_redis.url)
-        queue_key = f"rq:queue:{keys.EVALUATION_QUEUE}"
+        queue_key = f"rq:queue:{queueing.EVALUATION_QUEUE}"
         poll(lambda: not spool.pending_files(), "the spool to drain", timeout=15)
         assert redis.llen(queue_key) == 2  # tasks 1 and 2; the second event for 2 coalesced
         rejected = list(spool.directory.glob("rejected-*.jsonl"))
@@ -75,7 +75,8 @@ class TestOutage:
 
     def test_orphaned_file_adopted_at_start(self, make_app: Callable[..., Flask], redis: Redis,
                                             tmp_path: Path) -> None:
-        """A spool file left by a dead process is drained by the next app that starts."""
+        """A spool file left by a dead process is drained by the next web process, once it serves; an app built
+        only to run a command leaves it alone."""
         import socket
 
         spool_dir = tmp_path / "spool"
@@ -84,6 +85,9 @@ class TestOutage:
         orphan = spool_dir / f"events-{host}-999999.jsonl"
         orphan.write_text(json.dumps({"event_name": "ONTASKADD", "task_id": 77, "event_id": "x"}) + "\n")
         app = make_app()
+        assert app.test_cli_runner().invoke(args=["status"]).exit_code == 0
+        assert orphan.exists() and app.extensions["taskwarden"].queue().count == 0
+        assert app.test_client().get("/healthz").status_code == 200
         poll(lambda: not orphan.exists() and not app.extensions["taskwarden_spool"].pending_files(),
              "the orphaned spool file to be drained", timeout=15)
         assert [job.kwargs["task_id"] for job in app.extensions["taskwarden"].queue().jobs] == [77]
@@ -103,6 +107,7 @@ class TestOutage:
         old = time.time() - 600
         os.utime(stale, (old, old))
         app = make_app()
+        assert app.test_client().get("/healthz").status_code == 200
         poll(lambda: not stale.exists() and not app.extensions["taskwarden_spool"].pending_files(),
              "the stale file to be adopted", timeout=15)
         assert fresh.exists()

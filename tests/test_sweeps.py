@@ -16,7 +16,7 @@ import keys
 from workers.evaluation import RetryableEvaluationError
 from workers.sweeps import SweepBusy, run_sweep
 
-from .conftest import TEST_ADMIN_TOKEN
+from .helpers import TEST_ADMIN_TOKEN
 
 BERLIN = ZoneInfo("Europe/Berlin")
 RULES = """

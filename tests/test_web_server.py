@@ -22,10 +22,9 @@ import pytest
 import requests
 from redis import Redis
 
-import keys
+import queueing
 
-from .conftest import DEFAULT_RULES, TEST_APP_TOKEN, TEST_REDIS_URL
-from .helpers import FORM, event_body, poll
+from .helpers import DEFAULT_RULES, FORM, TEST_APP_TOKEN, TEST_REDIS_URL, event_body, poll
 from .redis_process import RedisProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +84,7 @@ def test_concurrent_events_keep_their_own_log_context(web: tuple[str, Path], red
     expected = {f"ONTASKUPDATE:{task_id}:1766047124:27" for task_id in task_ids}
     assert {a["status"] for a in answers} == {"queued"}
     assert {a["event_id"] for a in answers} == expected
-    assert redis.llen(f"rq:queue:{keys.EVALUATION_QUEUE}") == len(task_ids)
+    assert redis.llen(f"rq:queue:{queueing.EVALUATION_QUEUE}") == len(task_ids)
 
     def queued_lines() -> list[dict[str, object]]:
         lines = [json.loads(line) for line in output.read_text().splitlines() if line.startswith("{")]
@@ -115,7 +114,7 @@ def test_events_spooled_in_an_outage_are_queued_when_redis_is_back(tmp_path: Pat
         assert requests.get(f"{url}/healthz", timeout=2).status_code == 200
         own_redis.start()  # empty: task 1's job went with the old server
         redis = Redis.from_url(own_redis.url)
-        queue_key = f"rq:queue:{keys.EVALUATION_QUEUE}"
+        queue_key = f"rq:queue:{queueing.EVALUATION_QUEUE}"
         poll(lambda: redis.llen(queue_key) == 2, "the drainer to queue the spooled events", timeout=20)
         assert redis.exists(*(key for key in redis.scan_iter(match="taskwarden:*:pending:*"))) == 2
         assert send(4) == (200, "queued")

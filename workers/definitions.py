@@ -1,4 +1,5 @@
-"""Make the definitions of mandatory task fields ``MANDATORY: Y`` (``enforce_definition: true``).
+"""Make task field definitions ``MANDATORY: Y`` where a policy asks for it (``Policy.mandatory_definitions``;
+e.g. ``mandatory_userfields`` with ``enforce_definition: true``).
 
 Bitrix24 raises no event for field definitions, so this runs from sweeps and ``flask --app app reconcile``,
 not from task events. Each field is looked up by FIELD_NAME; only MANDATORY is written.
@@ -6,14 +7,13 @@ not from task events. Each field is looked up by FIELD_NAME; only MANDATORY is w
 
 from __future__ import annotations
 
-import audit
-import metrics
-import report
 from audit import Decision
 from bitrix import userfields
 from bitrix.errors import AccessDenied, AuthError, BitrixError
-from config.rules import MandatoryUserfieldsParams, Rule
+from config.rules import Rule
+from policies import policy
 from runtime import Runtime
+from workers.recording import record_decisions
 
 DEFINITIONS_TASK_ID = 0
 """Decisions about definitions belong to no task; they are recorded under task 0."""
@@ -22,24 +22,27 @@ DEFINITIONS_TASK_ID = 0
 def enforce_definitions(rt: Runtime, *, cause: str = "sweep", rules: list[Rule] | None = None,
                         dry_run: bool = False) -> list[Decision]:
     """Check (and, in enforce mode, fix) every listed field's definition; returns the decisions."""
-    rules = [rule for rule in (rt.rules.rules if rules is None else rules) if rule.policy == "mandatory_userfields"
-             and rt.rules.params(rule).enforce_definition]
+    wanted = {rule.name: _mandatory_fields(rt, rule) for rule in (rt.rules.rules if rules is None else rules)}
+    rules = [rule for rule in (rt.rules.rules if rules is None else rules) if wanted[rule.name]]
     if not rules:
         return []
     found = userfields.definitions_by_name(rt.client.run(userfields.list_definitions()))
-    decisions = [decision for rule in rules for decision in _check_rule(rt, rule, found, cause, dry_run)]
-    audit.record(rt.redis, rt.portal.id, decisions, rt.settings.taskwarden_audit_max_decisions)
-    for decision in decisions:
-        metrics.count(rt.portal.id, "decisions", rule=decision.rule, outcome=decision.outcome)
-    report.update(rt.redis, rt.portal.id, [rule.name for rule in rules], [DEFINITIONS_TASK_ID], decisions)
+    decisions = [decision for rule in rules
+                 for decision in _check_rule(rt, rule, wanted[rule.name], found, cause, dry_run)]
+    record_decisions(rt, decisions, [rule.name for rule in rules], [DEFINITIONS_TASK_ID])
     return decisions
 
 
-def _check_rule(rt: Runtime, rule: Rule, found: dict[str, dict], cause: str, dry_run: bool) -> list[Decision]:
-    params: MandatoryUserfieldsParams = rt.rules.params(rule)
+def _mandatory_fields(rt: Runtime, rule: Rule) -> tuple[str, ...]:
+    fields = policy(rule.policy).mandatory_definitions
+    return fields(rt.rules.params(rule)) if fields is not None else ()
+
+
+def _check_rule(rt: Runtime, rule: Rule, names: tuple[str, ...], found: dict[str, dict], cause: str,
+                dry_run: bool) -> list[Decision]:
     dry = dry_run or rt.settings.taskwarden_dry_run or rule.mode == "audit"
     decisions = []
-    for name in params.fields:
+    for name in names:
         definition = found.get(name)
         if definition is None:
             decisions.append(_decision(rule, name, None, None, "error", cause, dry, f"no task field named {name}"))

@@ -8,15 +8,10 @@ from the state read in the same pass, so a retried evaluation never applies a ch
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from dataclasses import dataclass
 
 import structlog
 
-import audit
-import keys
-import metrics
-import report
 from audit import Decision
 from bitrix import elapsed, tasks
 from bitrix.batch import MAX_COMMANDS, BatchResult, Command
@@ -24,17 +19,19 @@ from bitrix.elapsed import TimeEntry
 from bitrix.errors import AccessDenied, AuthError, BitrixError, OperationTimeLimit
 from bitrix.tasks import Task
 from config.rules import Rule, RuleSet
+from policies import policy
+from policies.base import Needs, PolicyContext, Proposal, TaskState
+from policies.calendar import calendar_for
 from runtime import Runtime
-from workers.calendar import calendar_for
-from workers.policies import policy
+from workers.recording import record_decisions
 from workers.scope import applies
-from workers.state import Needs, PolicyContext, Proposal, TaskState
 from workers.writes import idempotency_key, send_writes
 
 log = structlog.get_logger(__name__)
 
 READ_GROUP = 50
 """Tasks per read command: ``tasks.task.list`` returns at most 50 rows."""
+
 
 @dataclass(frozen=True)
 class Trigger:
@@ -88,14 +85,7 @@ def evaluate_states(rt: Runtime, states: list[TaskState], trigger: Trigger, *, r
     plans = [plan for state in states for plan in _plan(rt.rules, rules, state, trigger, today, ctx)]
     applied, transient = _apply(rt, plans, trigger, dry_run or rt.settings.taskwarden_dry_run, event_ids or {})
     decisions = [*(failures or []), *applied]
-    audit.record(rt.redis, rt.portal.id, decisions, rt.settings.taskwarden_audit_max_decisions)
-    report.update(rt.redis, rt.portal.id, [rule.name for rule in rules], [state.task.id for state in states],
-                  decisions)
-    for (rule_name, outcome), count in Counter((d.rule, d.outcome) for d in decisions).items():
-        metrics.count(rt.portal.id, "decisions", count, rule=rule_name, outcome=outcome)
-    missed = Counter(d.rule for d in decisions if d.missed_by_events)
-    for rule_name, count in missed.items():
-        rt.redis.hincrby(keys.missed_by_events(rt.portal.id), rule_name, count)
+    record_decisions(rt, decisions, [rule.name for rule in rules], [state.task.id for state in states])
     if transient:  # what did happen is recorded; the retry reads again and finishes the rest
         paused = [error for error in transient if isinstance(error, OperationTimeLimit)]
         if paused:
@@ -279,9 +269,8 @@ def _decide(plan: _Plan, written: bool, error: BitrixError | None, trigger: Trig
         outcome = _failure_outcome(error)
     else:
         outcome = "changed"
-    # Time entries raise no event, so only task-data policies count as missed by events.
-    missed = (trigger.events_should_have_seen and bool(plan.rule.events) and plan.rule.policy != "elapsed_cap"
-              and outcome in ("changed", "would_change"))
+    missed = (trigger.events_should_have_seen and bool(plan.rule.events)
+              and policy(plan.rule.policy).changes_raise_events and outcome in ("changed", "would_change"))
     decision = Decision(rule=plan.rule.name, policy=plan.rule.policy, mode="audit" if dry else plan.rule.mode,
                         task_id=plan.task_id, entity=proposal.entity, before=proposal.before, after=proposal.after,
                         outcome=outcome, cause=trigger.cause, event_id=event_id,

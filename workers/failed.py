@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-import keys
+import queueing
 from logging_setup import redact_text
 from runtime import Runtime
-
-QUEUES = (keys.EVALUATION_QUEUE, keys.SWEEP_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -26,7 +24,7 @@ class FailedJob:
 def failed_jobs(rt: Runtime, limit: int = 100) -> list[FailedJob]:
     """The latest failed jobs of our queues, each with the last line of its error as the reason."""
     found = []
-    for name in QUEUES:
+    for name in queueing.QUEUES:
         registry = FailedJobRegistry(queue=rt.queue(name))
         for job in Job.fetch_many(registry.get_job_ids(0, limit - 1), connection=rt.redis,
                                   serializer=rt.queue(name).serializer):
@@ -39,7 +37,7 @@ def failed_jobs(rt: Runtime, limit: int = 100) -> list[FailedJob]:
 def requeue_failed(rt: Runtime, job_ids: list[str] | None = None) -> list[str]:
     """Put failed jobs back on their queue (all of them, or the ids given); returns what was requeued."""
     requeued = []
-    for name in QUEUES:
+    for name in queueing.QUEUES:
         registry = FailedJobRegistry(queue=rt.queue(name))
         for job_id in registry.get_job_ids():
             if job_ids is None or job_id in job_ids:

@@ -1,4 +1,5 @@
-"""RQ jobs. Each takes JSON-serialisable ids only (never a secret) and finds the rest in the runtime.
+"""The RQ job functions. Each takes JSON-serialisable ids only (never a secret) and finds the rest in the
+runtime; how they are queued (timeouts, retries, TTLs) is ``queueing``'s.
 
 Coalescing (SPEC section 3) works like a controller's work queue: intake sets ``pending`` and enqueues
 only when it was not set; the job takes the task's lock *first* and clears ``pending`` *then*, so an
@@ -8,71 +9,30 @@ A job evaluates its task in a shared pass with other waiting tasks (``workers.pa
 
 from __future__ import annotations
 
-import datetime as dt
-import random
 import time
+from dataclasses import asdict
 from typing import Any
-from uuid import uuid4
 
 import structlog
-from rq import Queue, Retry, get_current_job
-from rq.job import Job
+from rq import get_current_job
 
 import keys
 import metrics
 import runtime
 from bitrix.errors import OperationTimeLimit
+from queueing import enqueue_evaluation
 from workers.evaluation import Trigger
 from workers.locks import KeptLock
 from workers.passes import shared_pass, take_own_task
+from workers.sweeps import SweepBusy, run_sweep
 
 log = structlog.get_logger(__name__)
 
-EVALUATION_TIMEOUT_SECONDS = 120
-"""Longest one evaluation may run before RQ stops it (budget waits included)."""
 LOCK_TTL_SECONDS = 15
 """A task lock's TTL, renewed every 5 s while its evaluation runs: a killed worker frees it within 15 s."""
 LOCK_WAIT_SECONDS = 10
 """How long a job waits for the task's running evaluation before stepping back in the queue."""
 BUSY_RETRY_SECONDS = 5
-PENDING_TTL_SECONDS = 900
-"""Safety expiry of the pending mark, should its job vanish (e.g. Redis data lost)."""
-RETRY_INTERVALS_SECONDS = (0, 30, 90)
-"""Delays before RQ re-runs a failed evaluation (jittered per job). The first is 0 on purpose: RQ then
-requeues at once instead of scheduling, so a job abandoned by a killed worker does not also wait for a
-scheduler (whose lock a killed worker may hold for a minute) before it runs again."""
-FAILURE_TTL_SECONDS = 7 * 86400
-RESULT_TTL_SECONDS = 3600
-
-
-def evaluation_spec(portal_id: str, task_id: int, cause: str, event_name: str | None,
-                    event_id: str | None) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """An evaluation job's kwargs, meta (log context) and description; intake's script builds the same job."""
-    kwargs = {"portal_id": portal_id, "task_id": task_id, "cause": cause, "event_name": event_name,
-              "event_id": event_id}
-    meta = {"log_ctx": {"task_id": task_id, "event_id": event_id, "portal": portal_id}}
-    return kwargs, meta, f"evaluate task {task_id} ({cause})"
-
-
-def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str = "event",
-                       event_name: str | None = None, event_id: str | None = None,
-                       delay_seconds: float = 0, pipeline: Any = None) -> Job:
-    """Queue one evaluation of a task with our retry and TTL policy, and list the task as waiting."""
-    job_id = str(uuid4())
-    kwargs, meta, description = evaluation_spec(portal_id, task_id, cause, event_name, event_id)
-    options: dict[str, Any] = {
-        "job_id": job_id, "kwargs": kwargs, "meta": meta, "description": description,
-        "job_timeout": EVALUATION_TIMEOUT_SECONDS, "result_ttl": RESULT_TTL_SECONDS,
-        "failure_ttl": FAILURE_TTL_SECONDS, "retry": Retry(max=len(RETRY_INTERVALS_SECONDS), interval=_jittered()),
-    }
-    if pipeline is not None:  # RQ watches keys on the pipeline first; ours comes after, in the same MULTI
-        job = queue.enqueue(evaluate_task, pipeline=pipeline, **options)
-        pipeline.hset(keys.waiting(portal_id), str(task_id), job_id)
-        return job
-    queue.connection.hset(keys.waiting(portal_id), str(task_id), job_id)  # before the job can be picked up
-    if delay_seconds:
-        return queue.enqueue_in(dt.timedelta(seconds=delay_seconds), evaluate_task, **options)
-    return queue.enqueue(evaluate_task, **options)
 
 
 def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name: str | None = None,
@@ -128,27 +88,8 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
     return {"status": "done", "tasks": tasks_done, "decisions": len(decisions), "outcomes": outcomes}
 
 
-def _jittered() -> list[int]:
-    return [round(seconds * random.uniform(0.8, 1.2)) for seconds in RETRY_INTERVALS_SECONDS]
-
-
-SWEEP_JOB_TIMEOUT_SECONDS = 3600
-
-
-def enqueue_sweep(queue: Queue, portal_id: str, kind: str, *, job_id: str | None = None) -> Job:
-    """Queue one sweep; ``job_id`` (one per schedule slot) makes a repeated enqueue of a slot fail."""
-    return queue.enqueue(run_sweep_job, kwargs={"portal_id": portal_id, "kind": kind}, job_id=job_id,
-                         unique=job_id is not None, job_timeout=SWEEP_JOB_TIMEOUT_SECONDS,
-                         result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS,
-                         meta={"log_ctx": {"sweep": kind, "portal": portal_id}}, description=f"sweep {kind}")
-
-
 def run_sweep_job(portal_id: str, kind: str) -> dict[str, Any]:
     """A scheduled sweep; a failure leaves the cursor alone, and the next slot runs it again."""
-    from dataclasses import asdict
-
-    from workers.sweeps import SweepBusy, run_sweep
-
     rt = runtime.current()
     rt.portal_by_id(portal_id)
     try:

@@ -17,6 +17,7 @@ from redis import Redis
 from redis.exceptions import LockError, RedisError
 
 import keys
+from redis_scripts import script
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +59,7 @@ def task_locks(redis: Redis, portal_id: str, task_ids: list[int], ttl_seconds: i
     """
     token = uuid.uuid4().hex.encode()
     lock_keys = [keys.task_lock(portal_id, task_id) for task_id in task_ids]
-    taken = redis.eval(_TAKE, len(lock_keys), *lock_keys, token, ttl_seconds * 1000) if lock_keys else []
+    taken = script(redis, _TAKE)(keys=lock_keys, args=[token, ttl_seconds * 1000]) if lock_keys else []
     held = [task_id for task_id, ok in zip(task_ids, taken, strict=True) if ok]
     mine = [key for key, ok in zip(lock_keys, taken, strict=True) if ok]
     stop = threading.Event()
@@ -71,13 +72,13 @@ def task_locks(redis: Redis, portal_id: str, task_ids: list[int], ttl_seconds: i
         stop.set()
         if mine:
             keeper.join(timeout=5)
-            redis.eval(_RELEASE, len(mine), *mine, token)
+            script(redis, _RELEASE)(keys=mine, args=[token])
 
 
 def _renew_until(redis: Redis, lock_keys: list[str], token: bytes, ttl_seconds: int, stop: threading.Event) -> None:
     while not stop.wait(ttl_seconds / 3):
         try:
-            redis.eval(_RENEW, len(lock_keys), *lock_keys, token, ttl_seconds * 1000)
+            script(redis, _RENEW)(keys=lock_keys, args=[token, ttl_seconds * 1000])
         except RedisError:
             log.warning("lock.renew_failed", locks=len(lock_keys))
 
@@ -146,7 +147,7 @@ def concurrency_guard(redis: Redis, portal_id: str, task_ids: list[int]) -> Iter
     The locks should make this impossible; the counter is the evidence tests and metrics read.
     """
     running_keys = [keys.running(portal_id, task_id) for task_id in task_ids]
-    counts = redis.eval(_ENTER, len(running_keys), *running_keys, RUNNING_TTL_SECONDS) if running_keys else []
+    counts = script(redis, _ENTER)(keys=running_keys, args=[RUNNING_TTL_SECONDS]) if running_keys else []
     for task_id, running in zip(task_ids, counts, strict=True):
         if running > 1:
             redis.hincrby(keys.lock_violations(portal_id), str(task_id), 1)
@@ -155,4 +156,4 @@ def concurrency_guard(redis: Redis, portal_id: str, task_ids: list[int]) -> Iter
         yield
     finally:
         if running_keys:
-            redis.eval(_LEAVE, len(running_keys), *running_keys)
+            script(redis, _LEAVE)(keys=running_keys)

@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 import keys
+from queueing import enqueue_evaluation
+from redis_scripts import script
 from runtime import Runtime
 from workers.evaluation import Trigger, evaluate_tasks
 from workers.locks import concurrency_guard, task_locks
@@ -36,8 +37,8 @@ def take_own_task(rt: Runtime, portal_id: str, task_id: int, inflight: str) -> b
     One step, because a job killed between the two would leave a rerun that finds its task neither
     waiting nor noted, and ends as "coalesced" without evaluating it.
     """
-    return bool(_take_own_script(keys=[keys.waiting(portal_id), inflight], args=[task_id, INFLIGHT_TTL_SECONDS],
-                                 client=rt.redis))
+    return bool(script(rt.redis, _TAKE_OWN)(keys=[keys.waiting(portal_id), inflight],
+                                            args=[task_id, INFLIGHT_TTL_SECONDS]))
 
 
 def shared_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigger: Trigger, *,
@@ -75,14 +76,14 @@ def _noted(rt: Runtime, task_id: int, inflight: str) -> list[int]:
 def _claim(rt: Runtime, portal_id: str, inflight: str) -> list[int]:
     """Up to a pass's worth of other waiting tasks, noted under ``inflight``; their own queued jobs are
     taken off the queue (they would only find their task gone)."""
-    fields, job_ids = _claim_script(keys=[keys.waiting(portal_id), inflight],
-                                    args=[rt.settings.taskwarden_pass_size - 1, INFLIGHT_TTL_SECONDS], client=rt.redis)
+    fields, job_ids = script(rt.redis, _CLAIM)(keys=[keys.waiting(portal_id), inflight],
+                                    args=[rt.settings.taskwarden_pass_size - 1, INFLIGHT_TTL_SECONDS])
     if not fields:
         return []
     claimed = [int(raw) for raw in fields]
     queue = rt.queue()
     try:  # only spares workers a fork each: a job left queued finds its task taken and ends as coalesced
-        gone = _dequeue_script(keys=[queue.key], args=job_ids, client=rt.redis)
+        gone = script(rt.redis, _DEQUEUE)(keys=[queue.key], args=job_ids)
         if gone:  # off the queue: their hashes go too (a scheduled one stays, and finds its task gone)
             rt.redis.delete(*(queue.job_class.key_for(job_id.decode()) for job_id in gone))
     except RedisError:
@@ -94,8 +95,6 @@ def _requeue(rt: Runtime, portal_id: str, task_ids: list[int], trigger: Trigger)
     """Give claimed tasks fresh jobs of their own (their queued jobs were taken off the queue)."""
     if not task_ids:
         return
-    from workers.jobs import enqueue_evaluation  # jobs imports this module: import at call time
-
     with rt.redis.pipeline() as pipe:
         for task_id in task_ids:
             enqueue_evaluation(rt.queue(), portal_id, task_id, cause=trigger.cause, event_name=trigger.event_name,
@@ -107,7 +106,7 @@ def _requeue(rt: Runtime, portal_id: str, task_ids: list[int], trigger: Trigger)
 # Moves up to that many waiting tasks, at random, from the hash to the set in one step (a kill in between
 # would lose them: their own jobs would find them gone, the rerun would not know them), and returns
 # {task ids, their job ids}.
-_CLAIM = b"""
+_CLAIM = """
 local fields = redis.call('HRANDFIELD', KEYS[1], ARGV[1])
 if #fields == 0 then return {{}, {}} end
 local job_ids = redis.call('HMGET', KEYS[1], unpack(fields))
@@ -116,12 +115,11 @@ redis.call('SADD', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return {fields, job_ids}
 """
-_claim_script = Script(None, _CLAIM)  # type: ignore[arg-type]  # bytes need no client to hash
 
 # KEYS[1] the queue's list; ARGV the job ids to take off it. Returns those that were on it. One pass over
 # the list: an LREM per job scans it from the head each time, which for 2,500 claimed jobs in a queue of
 # 10,000 kept Redis busy for ~0.4 s, stalling every other client.
-_DEQUEUE = b"""
+_DEQUEUE = """
 local wanted = {}
 for _, id in ipairs(ARGV) do wanted[id] = true end
 local kept, gone = {}, {}
@@ -134,16 +132,14 @@ if #gone > 0 then
 end
 return gone
 """
-_dequeue_script = Script(None, _DEQUEUE)  # type: ignore[arg-type]
 
 # KEYS[1] the waiting hash, KEYS[2] the job's inflight set; ARGV[1] the task id, ARGV[2] the set's TTL.
-_TAKE_OWN = b"""
+_TAKE_OWN = """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """
-_take_own_script = Script(None, _TAKE_OWN)  # type: ignore[arg-type]
 
 
 def _triggers(rt: Runtime, portal_id: str, task_id: int, others: list[int],

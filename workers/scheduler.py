@@ -16,8 +16,8 @@ from croniter import croniter
 from rq.exceptions import DuplicateJobError
 
 import keys
+from queueing import SWEEP_QUEUE, enqueue_sweep
 from runtime import Runtime
-from workers.jobs import enqueue_sweep
 from workers.liveness import scheduler_beat
 
 log = structlog.get_logger(__name__)
@@ -50,7 +50,7 @@ def tick(rt: Runtime, now: dt.datetime | None = None) -> list[str]:
             continue  # another scheduler process took this slot
         job_id = f"sweep-{kind}-{slot}"
         try:
-            enqueue_sweep(rt.queue(keys.SWEEP_QUEUE), rt.portal.id, kind, job_id=job_id)
+            enqueue_sweep(rt.queue(SWEEP_QUEUE), rt.portal.id, kind, job_id=job_id)
         except DuplicateJobError:
             continue
         log.info("scheduler.enqueued", sweep=kind, slot=slot, job_id=job_id)

@@ -11,9 +11,10 @@ from typing import Any
 from rq import Worker
 
 import keys
+import queueing
+from config.rules import SWEEP_KINDS
 from runtime import Runtime
 from workers.failed import failed_jobs
-from workers.sweeps import KINDS
 
 RECENT_SECONDS = 3600
 RECENT_SCAN_LIMIT = 50_000
@@ -28,7 +29,7 @@ def collect_status(rt: Runtime) -> dict[str, Any]:
 
 def _queues(rt: Runtime) -> list[dict[str, Any]]:
     rows = []
-    for name in (keys.EVALUATION_QUEUE, keys.SWEEP_QUEUE):
+    for name in queueing.QUEUES:
         queue = rt.queue(name)
         rows.append({"queue": name, "queued": queue.count, "started": queue.started_job_registry.count,
                      "scheduled": queue.scheduled_job_registry.count, "failed": queue.failed_job_registry.count})
@@ -68,7 +69,7 @@ def _sweeps(rt: Runtime) -> list[dict[str, Any]]:
     completed = {_text(k): int(v) for k, v in rt.redis.hgetall(keys.sweeps_completed(rt.portal.id)).items()}
     schedules: dict[str, str] = {str(kind): expression for kind, expression in rt.rules.sweeps.items()}
     rows = []
-    for kind in KINDS:
+    for kind in SWEEP_KINDS:
         cursor = {_text(k): _text(v) for k, v in rt.redis.hgetall(keys.cursor(rt.portal.id, kind)).items()}
         rows.append({"kind": kind, "schedule": schedules.get(kind, "-"), "last_completed": completed.get(kind),
                      "cursor": cursor, "running": bool(rt.redis.exists(keys.sweep_lock(rt.portal.id, kind)))})

@@ -1,7 +1,7 @@
 """Sweeps (SPEC section 6): find what events missed or cannot carry, and evaluate it.
 
 - ``entries``: time entries created since the last entry ID seen (Bitrix24 raises no event for them);
-  the tasks owning an entry over a cap are evaluated for ``elapsed_cap``.
+  the tasks owning an entry that matters (over a cap) are evaluated for the rules that read entries.
 - ``tasks``: tasks changed since the cursor, evaluated for every rule with ``sweep: true``.
 - ``full``: every task with all its time entries, plus the field-definition check.
 
@@ -25,16 +25,16 @@ from audit import Decision
 from bitrix import elapsed, scan, tasks
 from bitrix.elapsed import TimeEntry
 from bitrix.tasks import Task
-from config.rules import Rule
+from config.rules import SWEEP_KINDS, Rule
+from policies import policy
+from policies.base import TaskState
 from runtime import Runtime
 from workers.definitions import enforce_definitions
 from workers.evaluation import Trigger, evaluate_states, evaluate_tasks, needs_of, read_entries
 from workers.locks import KeptLock, task_locks
-from workers.state import TaskState
 
 log = structlog.get_logger(__name__)
 
-KINDS = ("entries", "tasks", "full")
 LOCK_TTL_SECONDS = 60
 """TTL of a sweep's locks (its kind's, and its tasks'), renewed while it runs: a killed sweep frees them
 within a minute."""
@@ -83,7 +83,7 @@ def run_sweep(rt: Runtime, kind: str, *, rule_name: str | None = None, dry_run: 
         SweepBusy: another sweep of this kind runs.
         BitrixError: the portal failed; the cursor stays where it was.
     """
-    if kind not in KINDS:
+    if kind not in SWEEP_KINDS:
         raise ValueError(f"unknown sweep {kind!r}")
     lock = KeptLock(rt.redis, keys.sweep_lock(rt.portal.id, kind), LOCK_TTL_SECONDS)
     if not lock.acquire():
@@ -110,16 +110,17 @@ def run_sweep(rt: Runtime, kind: str, *, rule_name: str | None = None, dry_run: 
 
 
 def _entries(rt: Runtime, rules: list[Rule], stats: SweepStats, report: Progress) -> dict[str, str]:
-    """New entries since the last ID seen; tasks with one over a cap are evaluated for elapsed_cap."""
+    """New entries since the last ID seen; the tasks owning one that matters to a rule reading entries (one
+    over the lowest cap) are evaluated for those rules."""
     after = int(rt.redis.hget(keys.cursor(rt.portal.id, "entries"), "last_id") or 0)
-    caps = [rule for rule in rules if rule.policy == "elapsed_cap"]
-    lowest_cap = min((rt.rules.params(rule).max_seconds for rule in caps), default=None)
+    caps = [rule for rule in rules if policy(rule.policy).needs(rt.rules.params(rule)).entries]
+    threshold = needs_of(rt.rules, caps).entries_over
     top = scan.highest_entry_id(rt.client)
     over: set[int] = set()
     for _covered, rows in scan.scan(rt.client, scan.entry_window(elapsed.ENTRY_SELECT), after, top):
         entries = [elapsed.entry_from_wire(row) for row in rows]
         stats.entries_seen += len(entries)
-        over |= {e.task_id for e in entries if lowest_cap is not None and e.seconds > lowest_cap}
+        over |= {e.task_id for e in entries if caps and (threshold is None or e.seconds > threshold)}
         report(stats)
     trigger = Trigger("sweep", sweep="entries")
     for group in _groups(sorted(over)):

@@ -8,8 +8,9 @@ import structlog
 from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 
-import keys
 import metrics
+import queueing
+import runtime
 from runtime import Runtime
 
 WORKER_TTL_SECONDS = 30
@@ -50,7 +51,7 @@ class TaskwardenSimpleWorker(JobContextMixin, SimpleWorker):
     """The same, running jobs in its own process (tests, and debugging a job step by step)."""
 
 
-def build_worker(rt: Runtime, queue_names: tuple[str, ...] = (keys.EVALUATION_QUEUE, keys.SWEEP_QUEUE),
+def build_worker(rt: Runtime, queue_names: tuple[str, ...] = queueing.QUEUES,
                  name: str | None = None) -> TaskwardenWorker:
     return TaskwardenWorker([rt.queue(q) for q in queue_names], name=name, connection=rt.redis,
                             serializer=JSONSerializer, worker_ttl=WORKER_TTL_SECONDS,
@@ -60,6 +61,8 @@ def build_worker(rt: Runtime, queue_names: tuple[str, ...] = (keys.EVALUATION_QU
 
 
 def run_worker(rt: Runtime, *, burst: bool = False, queue_names: tuple[str, ...] | None = None) -> bool:
-    """Work until stopped (or, with ``burst``, until the queues are empty)."""
-    worker = build_worker(rt, queue_names or (keys.EVALUATION_QUEUE, keys.SWEEP_QUEUE))
+    """Work until stopped (or, with ``burst``, until the queues are empty). Installs ``rt`` as this process's
+    runtime first: the jobs find it there."""
+    runtime.install(rt)
+    worker = build_worker(rt, queue_names or queueing.QUEUES)
     return worker.work(burst=burst, with_scheduler=True, logging_level=rt.settings.log_level)

@@ -7,10 +7,10 @@ open it. Without a configured token the dashboard answers 404, like the rest of 
 
 from __future__ import annotations
 
-import hmac
-
-from flask import Flask, Response, abort, current_app, request
+from flask import Flask, Response, request
 from rq.serializers import JSONSerializer
+
+from web.auth import admin_allowed
 
 PREFIX = "/rq"
 
@@ -28,11 +28,6 @@ def init_app(app: Flask) -> None:
 def _require_admin() -> Response | None:
     if request.path != PREFIX and not request.path.startswith(f"{PREFIX}/"):
         return None
-    token = current_app.extensions["taskwarden"].settings.taskwarden_admin_token
-    if token is None:
-        abort(404)
-    basic = request.authorization.password if request.authorization and request.authorization.type == "basic" else None
-    sent = basic or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if sent and hmac.compare_digest(sent.encode(), token.get_secret_value().encode()):
+    if admin_allowed(request):
         return None
     return Response("authentication required\n", 401, {"WWW-Authenticate": 'Basic realm="taskwarden"'})

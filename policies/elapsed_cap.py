@@ -6,9 +6,21 @@ removes it. Entries at or under the cap are never touched.
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import PositiveInt
+
 from bitrix import elapsed
-from config.rules import ElapsedCapParams
-from workers.state import Needs, PolicyContext, Proposal, TaskState
+from config.rules import StrictModel
+from policies.base import Needs, Policy, PolicyContext, Proposal, TaskState
+
+
+class ElapsedCapParams(StrictModel):
+    """Cap the seconds of every time entry of a task."""
+
+    max_seconds: PositiveInt
+    action: Literal["clamp", "delete"] = "clamp"
+    note: str = ""
 
 
 def needs(params: ElapsedCapParams) -> Needs:
@@ -49,3 +61,7 @@ def duration(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h {minutes}m" + (f" {secs}s" if secs else "")
+
+
+POLICY = Policy(name="elapsed_cap", params=ElapsedCapParams, needs=needs, propose=propose, describe=describe,
+                changes_raise_events=False)

@@ -1,16 +1,23 @@
-"""What an evaluation knows about one task: read once, shared by every rule (SPEC section 4)."""
+"""What a policy is, and what it works with: the state of one task read once and shared by every rule
+(SPEC section 4), the reads it needs, the changes it proposes.
+
+A policy is a module of this package ending in ``POLICY = Policy(...)``: its name in rules files, its params
+model, its three functions and its facts. The rules schema, ``rules check``, evaluations and sweeps are built
+from those records (``policies.POLICIES``), so no other module names a policy.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
+
+from pydantic import BaseModel
 
 from bitrix.batch import Command
 from bitrix.elapsed import TimeEntry
 from bitrix.tasks import Task
-
-if TYPE_CHECKING:
-    from workers.calendar import WorkCalendar
+from policies.calendar import WorkCalendar
 
 
 @dataclass(frozen=True)
@@ -68,3 +75,22 @@ class PolicyContext:
     """What policies may know beyond the task: the rules file's calendar."""
 
     calendar: WorkCalendar
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One policy: what rules files call it, its params model, its functions and its facts."""
+
+    name: str
+    params: type[BaseModel]
+    needs: Callable[[Any], Needs]
+    """What state it reads (``Needs``), given its params."""
+    propose: Callable[[Any, TaskState, PolicyContext], list[Proposal]]
+    """What must change, decided from ``state`` alone and as absolute values, so that it is idempotent."""
+    describe: Callable[[Any], str]
+    """What it does, in plain words, for ``rules check``."""
+    changes_raise_events: bool = True
+    """Whether the data it corrects raises a task event when changed; a change a ``tasks`` sweep finds first
+    is then counted as missed by events. Time entries raise none."""
+    mandatory_definitions: Callable[[Any], tuple[str, ...]] | None = None
+    """Task fields whose definitions sweeps make ``MANDATORY: Y``, given its params."""

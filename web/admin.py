@@ -5,12 +5,11 @@ Without a configured token both answer 404 (SPEC section 2).
 
 from __future__ import annotations
 
-import hmac
-
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 import audit
 import report
+from web.auth import admin_allowed
 
 bp = Blueprint("admin", __name__)
 MAX_LIMIT = 1000
@@ -18,11 +17,7 @@ MAX_LIMIT = 1000
 
 @bp.before_request
 def require_admin_token() -> None:
-    token = current_app.extensions["taskwarden"].settings.taskwarden_admin_token
-    if token is None:
-        abort(404)
-    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(sent.encode(), token.get_secret_value().encode()):
+    if not admin_allowed(request):
         abort(401)
 
 

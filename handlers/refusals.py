@@ -1,8 +1,19 @@
-"""Intake errors, each carrying its HTTP status; one error handler turns them into JSON answers."""
+"""Why intake refuses an event, each reason with its HTTP status, and the one answer to a bug (500)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+def unexpected_error(error: Exception) -> tuple[int, dict[str, Any]]:
+    """A bug, not client input: logged with its traceback (redacted), answered 500 without one. Intake's
+    middleware and the Flask app both answer this way."""
+    log.exception("http.unexpected_error", error=type(error).__name__)
+    return 500, {"status": "error", "error": "internal_error"}
 
 
 class IntakeError(Exception):

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 import keys
 import metrics
+import queueing
 from runtime import Runtime
 
 bp = Blueprint("metrics", __name__)
@@ -65,7 +66,7 @@ class RedisCollector(Collector):
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("taskwarden_queue_depth", "Jobs waiting per queue.", labels=["queue"])
         failed = GaugeMetricFamily("taskwarden_failed_jobs", "Jobs in RQ's failed registry.", labels=["queue"])
-        for name in (keys.EVALUATION_QUEUE, keys.SWEEP_QUEUE):
+        for name in queueing.QUEUES:
             queue = self.rt.queue(name)
             depth.add_metric([name], queue.count)
             failed.add_metric([name], queue.failed_job_registry.count)

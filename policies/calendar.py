@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
+from config.rules import check_holiday_region
+
 _SATURDAY = 5
 """``date.weekday()`` of Saturday; it and every later weekday number is a weekend day."""
 
@@ -39,19 +41,6 @@ def _public_holidays(country: str, subdivision: str | None) -> holidays.HolidayB
     return holidays.country_holidays(country, subdiv=subdivision)
 
 
-def _check_region(country: str | None, subdivision: str | None) -> None:
-    """Fail on a country or subdivision the holidays package does not know, with a message naming it."""
-    if country is None:
-        if subdivision is not None:
-            raise ValueError("subdivision needs a country")
-        return
-    supported = holidays.list_supported_countries()
-    if country not in supported:
-        raise ValueError(f"unknown holiday country '{country}'")
-    if subdivision is not None and subdivision not in supported[country]:
-        raise ValueError(f"unknown subdivision '{subdivision}' for country '{country}'")
-
-
 @dataclass(frozen=True)
 class WorkCalendar:
     """Which local dates are working days, and the zone in which dates are read."""
@@ -63,7 +52,7 @@ class WorkCalendar:
 
     def __post_init__(self) -> None:
         # Checked here as well as in calendar_for, so no calendar can fail later, mid-evaluation.
-        _check_region(self.country, self.subdivision)
+        check_holiday_region(self.country, self.subdivision)
 
     def is_workday(self, day: dt.date) -> bool:
         """Whether ``day`` is Monday to Friday, not a public holiday and not an extra company holiday.

@@ -2,16 +2,50 @@
 
 Values are read through classic ``tasks.task.get`` with the fields in ``select`` (they come back
 camelCase) and written through classic ``tasks.task.update`` (UPPER_CASE). A field without a default
-can only be reported (``violation``). Definitions are handled by ``workers.definitions``.
+can only be reported (``violation``). With ``enforce_definition``, sweeps make the fields' definitions
+mandatory (``workers.definitions``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from bitrix import tasks
-from config.rules import MandatoryUserfieldsParams
-from workers.state import Needs, PolicyContext, Proposal, TaskState
+from config.rules import StrictModel
+from policies.base import Needs, Policy, PolicyContext, Proposal, TaskState
+
+
+class FieldRule(StrictModel):
+    """One mandatory field; ``default`` (any value, including null) is written into empty ones when given."""
+
+    default: Any = None
+
+    @property
+    def has_default(self) -> bool:
+        return "default" in self.model_fields_set
+
+
+class MandatoryUserfieldsParams(StrictModel):
+    """Task custom fields that must not stay empty, and optionally their definitions made mandatory."""
+
+    fields: dict[str, FieldRule] = Field(min_length=1)
+    enforce_definition: bool = False
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name in value:
+                if not isinstance(name, str) or not _UF_NAME.match(name):
+                    raise ValueError(f"'{name}' is not a task field name (UF_ followed by A-Z, 0-9, _)")
+            return {name: spec if spec is not None else {} for name, spec in value.items()}
+        return value
+
+
+_UF_NAME = re.compile(r"^UF_[A-Z0-9_]{1,50}$")
 
 
 def needs(params: MandatoryUserfieldsParams) -> Needs:
@@ -45,3 +79,11 @@ def describe(params: MandatoryUserfieldsParams) -> str:
     if params.enforce_definition:
         text += "; their definitions are made mandatory"
     return text
+
+
+def mandatory_definitions(params: MandatoryUserfieldsParams) -> tuple[str, ...]:
+    return tuple(params.fields) if params.enforce_definition else ()
+
+
+POLICY = Policy(name="mandatory_userfields", params=MandatoryUserfieldsParams, needs=needs, propose=propose,
+                describe=describe, mandatory_definitions=mandatory_definitions)

@@ -1,25 +1,26 @@
-"""Worker-side commands: ``worker`` and ``audit``."""
+"""Commands for the person operating Taskwarden: ``audit``, ``report``, ``status``, ``failed``, ``reconcile``."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import with_appcontext
 
 import audit
+import metrics
 import report
+from config.rules import SWEEP_KINDS
+from runtime import Runtime
+from workers.failed import failed_jobs, requeue_failed
+from workers.status import collect_status, render
+from workers.sweeps import SweepBusy, SweepStats, run_sweep
 
 
-@click.command("worker")
-@with_appcontext
-@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
-def worker_command(burst: bool) -> None:
-    """Run an RQ worker for evaluations and sweeps."""
-    from workers.worker import run_worker
-
-    run_worker(current_app.extensions["taskwarden"], burst=burst)
+def _runtime() -> Runtime:
+    return current_app.extensions["taskwarden"]
 
 
 @click.command("audit")
@@ -30,7 +31,7 @@ def worker_command(burst: bool) -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 def audit_command(task: int | None, rule: str | None, outcome: str | None, limit: int) -> None:
     """Print the latest decisions, newest first."""
-    rt = current_app.extensions["taskwarden"]
+    rt = _runtime()
     rows = audit.query(rt.redis, rt.portal.id, task=task, rule=rule, outcome=outcome, limit=limit)
     click.echo(format_table(rows))
 
@@ -40,7 +41,7 @@ def audit_command(task: int | None, rule: str | None, outcome: str | None, limit
 @with_appcontext
 def report_command(limit: int) -> None:
     """Print, per rule, the tasks currently out of compliance."""
-    rt = current_app.extensions["taskwarden"]
+    rt = _runtime()
     for item in report.build(rt.redis, rt.portal.id, rt.rules.rules, limit=limit)["rules"]:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(item["by_outcome"].items())) or "nothing open"
         click.echo(f"{item['rule']} ({item['policy']}, {item['mode']}): {item['open_tasks']} task(s) open; {counts}")
@@ -49,16 +50,41 @@ def report_command(limit: int) -> None:
             click.echo(format_table(rows, columns=("task_id", "entity", "before", "after", "outcome", "time")))
 
 
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@with_appcontext
+def status_command(as_json: bool) -> None:
+    """One screen: queues, workers, budget, sweeps, failed jobs, recent decisions."""
+    status = collect_status(_runtime())
+    click.echo(json.dumps(status, indent=2, default=str) if as_json else render(status))
+
+
+@click.command("failed")
+@click.option("--requeue", is_flag=True, help="Put the failed jobs back on their queues.")
+@click.option("--job", "job_ids", multiple=True, help="Only this job id (repeatable).")
+@with_appcontext
+def failed_command(requeue: bool, job_ids: tuple[str, ...]) -> None:
+    """List jobs that failed for good (RQ's failed registry), with a readable reason; optionally requeue."""
+    rt = _runtime()
+    if requeue:
+        done = requeue_failed(rt, list(job_ids) or None)
+        click.echo(f"requeued {len(done)} job(s)" + (f": {', '.join(done)}" if done else ""))
+        return
+    jobs = [job for job in failed_jobs(rt) if not job_ids or job.id in job_ids]
+    for job in jobs:
+        click.echo(f"{job.id}  {job.queue}  failed {job.ended_at}\n  {job.description}\n  reason: {job.reason}")
+    if not jobs:
+        click.echo("no failed jobs")
+
+
 @click.command("reconcile")
-@click.option("--sweep", "kind", type=click.Choice(("entries", "tasks", "full")), default="full", show_default=True)
+@click.option("--sweep", "kind", type=click.Choice(SWEEP_KINDS), default="full", show_default=True)
 @click.option("--rule", "rule_name", help="Only this rule.")
 @click.option("--dry-run", is_flag=True, help="Change nothing: would_change decisions, cursor left in place.")
 @with_appcontext
 def reconcile_command(kind: str, rule_name: str | None, dry_run: bool) -> None:
     """Run a sweep now, in the foreground, with progress and a summary."""
-    from workers.sweeps import SweepBusy, SweepStats, run_sweep
-
-    rt = current_app.extensions["taskwarden"]
+    rt = _runtime()
     if rule_name and rule_name not in {rule.name for rule in rt.rules.rules}:
         raise click.BadParameter(f"no rule named {rule_name!r}", param_hint="--rule")
     tty = sys.stdout.isatty()
@@ -73,6 +99,8 @@ def reconcile_command(kind: str, rule_name: str | None, dry_run: bool) -> None:
         stats = run_sweep(rt, kind, rule_name=rule_name, dry_run=dry_run, progress=show)
     except SweepBusy:
         raise click.ClickException(f"a {kind} sweep is already running") from None
+    finally:
+        metrics.flush(rt.redis)  # no flusher thread in a command: its counts are written once, here
     if tty:
         click.echo()
     click.echo(f"sweep {stats.kind}{' (dry run)' if stats.dry_run else ''} done in {stats.seconds}s: "
@@ -95,79 +123,4 @@ def _cell(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-
-
-
-@click.command("scheduler")
-@with_appcontext
-def scheduler_command() -> None:
-    """Enqueue sweeps on the rules file's cron schedules (any number of these may run)."""
-    from workers.scheduler import run_scheduler
-
-    run_scheduler(current_app.extensions["taskwarden"])
-
-
-
-
-
-@click.command("failed")
-@click.option("--requeue", is_flag=True, help="Put the failed jobs back on their queues.")
-@click.option("--job", "job_ids", multiple=True, help="Only this job id (repeatable).")
-@with_appcontext
-def failed_command(requeue: bool, job_ids: tuple[str, ...]) -> None:
-    """List jobs that failed for good (RQ's failed registry), with a readable reason; optionally requeue."""
-    from workers.failed import failed_jobs, requeue_failed
-
-    rt = current_app.extensions["taskwarden"]
-    if requeue:
-        done = requeue_failed(rt, list(job_ids) or None)
-        click.echo(f"requeued {len(done)} job(s)" + (f": {', '.join(done)}" if done else ""))
-        return
-    jobs = [job for job in failed_jobs(rt) if not job_ids or job.id in job_ids]
-    for job in jobs:
-        click.echo(f"{job.id}  {job.queue}  failed {job.ended_at}\n  {job.description}\n  reason: {job.reason}")
-    if not jobs:
-        click.echo("no failed jobs")
-
-
-
-
-
-@click.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@with_appcontext
-def status_command(as_json: bool) -> None:
-    """One screen: queues, workers, budget, sweeps, failed jobs, recent decisions."""
-    import json
-
-    from workers.status import collect_status, render
-
-    status = collect_status(current_app.extensions["taskwarden"])
-    click.echo(json.dumps(status, indent=2, default=str) if as_json else render(status))
-
-
-
-
-
-@click.command("health")
-@click.argument("process", type=click.Choice(("worker", "scheduler")))
-@with_appcontext
-def health_command(process: str) -> None:
-    """Exit 0 when a PROCESS of this host is alive (container health checks), else 1."""
-    from workers.liveness import scheduler_alive, worker_alive
-
-    rt = current_app.extensions["taskwarden"]
-    alive = worker_alive(rt) if process == "worker" else scheduler_alive(rt)
-    click.echo(f"{process}: {'alive' if alive else 'not alive'}")
-    raise SystemExit(0 if alive else 1)
-
-
-def init_app(app: Flask) -> None:
-    app.cli.add_command(worker_command)
-    app.cli.add_command(audit_command)
-    app.cli.add_command(report_command)
-    app.cli.add_command(reconcile_command)
-    app.cli.add_command(scheduler_command)
-    app.cli.add_command(failed_command)
-    app.cli.add_command(status_command)
-    app.cli.add_command(health_command)
+COMMANDS = (audit_command, report_command, status_command, failed_command, reconcile_command)

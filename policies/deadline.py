@@ -1,6 +1,6 @@
 """``deadline``: give tasks without a deadline one, and pull too-distant deadlines back (SPEC section 5).
 
-Arithmetic in the rules file's time zone and calendar (``workers.calendar``); instants are compared,
+Arithmetic in the rules file's time zone and calendar (``policies.calendar``); instants are compared,
 never strings, because Bitrix24 prints dates in the calling user's offset. Written through REST 3.0
 (``tasks.task.update`` with ``{id, fields: {deadline}}``), with the classic form as fallback.
 """
@@ -8,12 +8,66 @@ never strings, because Bitrix24 prints dates in the calling user's offset. Writt
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
+
+from pydantic import PositiveInt, field_validator, model_validator
 
 from bitrix import tasks
 from bitrix.tasks import STATUS_COMPLETED, Task
-from config.rules import DeadlineParams
-from workers.calendar import WorkCalendar, deadline_for_new_task, latest_allowed, to_iso
-from workers.state import Needs, PolicyContext, Proposal, TaskState
+from config.rules import StrictModel
+from policies.base import Needs, Policy, PolicyContext, Proposal, TaskState
+from policies.calendar import WorkCalendar, deadline_for_new_task, latest_allowed, to_iso
+
+
+class SetIfMissing(StrictModel):
+    """A deadline for tasks without one: N working days (at a time of day) or N hours after creation."""
+
+    workdays: PositiveInt | None = None
+    hours: PositiveInt | None = None
+    at: dt.time | None = None
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _quoted_time(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted 17:00 as the number 1020 (sexagesimal), which would become 00:17.
+        if value is not None and not isinstance(value, str | dt.time):
+            raise ValueError('write the time of day in quotes, e.g. at: "17:00"')
+        return value
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> SetIfMissing:
+        if (self.workdays is None) == (self.hours is None):
+            raise ValueError("give exactly one of workdays or hours")
+        if self.at is not None and self.hours is not None:
+            raise ValueError("at applies to workdays only")
+        return self
+
+
+class MaxAhead(StrictModel):
+    """The latest deadline allowed: creation + N working days or N calendar days."""
+
+    workdays: PositiveInt | None = None
+    days: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> MaxAhead:
+        if (self.workdays is None) == (self.days is None):
+            raise ValueError("give exactly one of workdays or days")
+        return self
+
+
+class DeadlineParams(StrictModel):
+    """Set a missing deadline and/or clamp one that lies too far ahead."""
+
+    set_if_missing: SetIfMissing | None = None
+    max_ahead: MaxAhead | None = None
+    skip_closed: bool = True
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> DeadlineParams:
+        if self.set_if_missing is None and self.max_ahead is None:
+            raise ValueError("give set_if_missing, max_ahead or both")
+        return self
 
 
 def needs(params: DeadlineParams) -> Needs:
@@ -69,3 +123,6 @@ def describe(params: DeadlineParams) -> str:
     if params.skip_closed:
         parts.append("completed tasks are left alone")
     return "; ".join(parts)
+
+
+POLICY = Policy(name="deadline", params=DeadlineParams, needs=needs, propose=propose, describe=describe)

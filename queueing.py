@@ -1,0 +1,86 @@
+"""The jobs both sides know: queue names, the evaluation and sweep jobs' definitions, and enqueueing them.
+
+Intake queues evaluations, workers requeue them and the scheduler queues sweeps; the job functions
+themselves live in ``workers.jobs`` and are named here by their import path, as RQ stores them, so that
+intake never imports the workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+from uuid import uuid4
+
+from rq import Queue, Retry
+from rq.job import Job
+
+import keys
+
+EVALUATION_QUEUE = "taskwarden-evaluations"
+"""RQ queue for per-task evaluations (fed by intake)."""
+SWEEP_QUEUE = "taskwarden-sweeps"
+"""RQ queue for sweeps, kept apart so a long sweep never delays event-driven work."""
+QUEUES = (EVALUATION_QUEUE, SWEEP_QUEUE)
+
+EVALUATE_TASK = "workers.jobs.evaluate_task"
+RUN_SWEEP = "workers.jobs.run_sweep_job"
+
+EVALUATION_TIMEOUT_SECONDS = 120
+"""Longest one evaluation may run before RQ stops it (budget waits included)."""
+PENDING_TTL_SECONDS = 900
+"""Safety expiry of the pending mark, should its job vanish (e.g. Redis data lost)."""
+RETRY_INTERVALS_SECONDS = (0, 30, 90)
+"""Delays before RQ re-runs a failed evaluation (jittered per job). The first is 0 on purpose: RQ then
+requeues at once instead of scheduling, so a job abandoned by a killed worker does not also wait for a
+scheduler (whose lock a killed worker may hold for a minute) before it runs again."""
+FAILURE_TTL_SECONDS = 7 * 86400
+RESULT_TTL_SECONDS = 3600
+SWEEP_JOB_TIMEOUT_SECONDS = 3600
+
+
+def evaluation_spec(portal_id: str, task_id: int, cause: str, event_name: str | None,
+                    event_id: str | None) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """An evaluation job's kwargs, meta (log context) and description; intake's script builds the same job."""
+    kwargs = {"portal_id": portal_id, "task_id": task_id, "cause": cause, "event_name": event_name,
+              "event_id": event_id}
+    meta = {"log_ctx": {"task_id": task_id, "event_id": event_id, "portal": portal_id}}
+    return kwargs, meta, f"evaluate task {task_id} ({cause})"
+
+
+def jittered_retry_intervals() -> list[int]:
+    """``RETRY_INTERVALS_SECONDS`` spread by +-20%, so jobs that failed together do not retry together."""
+    return [round(seconds * random.uniform(0.8, 1.2)) for seconds in RETRY_INTERVALS_SECONDS]
+
+
+def evaluation_retry() -> Retry:
+    return Retry(max=len(RETRY_INTERVALS_SECONDS), interval=jittered_retry_intervals())
+
+
+def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str = "event",
+                       event_name: str | None = None, event_id: str | None = None,
+                       delay_seconds: float = 0, pipeline: Any = None) -> Job:
+    """Queue one evaluation of a task with our retry and TTL policy, and list the task as waiting."""
+    job_id = str(uuid4())
+    kwargs, meta, description = evaluation_spec(portal_id, task_id, cause, event_name, event_id)
+    options: dict[str, Any] = {
+        "job_id": job_id, "kwargs": kwargs, "meta": meta, "description": description,
+        "job_timeout": EVALUATION_TIMEOUT_SECONDS, "result_ttl": RESULT_TTL_SECONDS,
+        "failure_ttl": FAILURE_TTL_SECONDS, "retry": evaluation_retry(),
+    }
+    if pipeline is not None:  # RQ watches keys on the pipeline first; ours comes after, in the same MULTI
+        job = queue.enqueue(EVALUATE_TASK, pipeline=pipeline, **options)
+        pipeline.hset(keys.waiting(portal_id), str(task_id), job_id)
+        return job
+    queue.connection.hset(keys.waiting(portal_id), str(task_id), job_id)  # before the job can be picked up
+    if delay_seconds:
+        return queue.enqueue_in(dt.timedelta(seconds=delay_seconds), EVALUATE_TASK, **options)
+    return queue.enqueue(EVALUATE_TASK, **options)
+
+
+def enqueue_sweep(queue: Queue, portal_id: str, kind: str, *, job_id: str | None = None) -> Job:
+    """Queue one sweep; ``job_id`` (one per schedule slot) makes a repeated enqueue of a slot fail."""
+    return queue.enqueue(RUN_SWEEP, kwargs={"portal_id": portal_id, "kind": kind}, job_id=job_id,
+                         unique=job_id is not None, job_timeout=SWEEP_JOB_TIMEOUT_SECONDS,
+                         result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS,
+                         meta={"log_ctx": {"sweep": kind, "portal": portal_id}}, description=f"sweep {kind}")
