@@ -34,6 +34,11 @@ def v3_support(portal: str) -> str:
     return _key(portal, "v3")
 
 
+def elapsed_task_filter(portal: str) -> str:
+    """Whether the portal's ``task.elapseditem.getlist`` filters by TASK_ID (``1``/``0``), from its manifest."""
+    return _key(portal, "elapsed-task-filter")
+
+
 def audit(portal: str) -> str:
     """The audit trail: a capped Redis stream of decisions, newest last."""
     return _key(portal, "audit")
@@ -42,6 +47,11 @@ def audit(portal: str) -> str:
 def report(portal: str, rule: str) -> str:
     """Open (non-compliant) decisions of one rule, a hash keyed by task id."""
     return _key(portal, "report", rule)
+
+
+def report_rules(portal: str) -> str:
+    """The rules the workers evaluated, with their policy and mode as run (a hash: rule -> JSON)."""
+    return _key(portal, "report-rules")
 
 
 def sweep_lock(portal: str, kind: str) -> str:

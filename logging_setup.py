@@ -144,3 +144,8 @@ def capture_output() -> Iterator[io.StringIO]:
         yield buffer
     finally:
         _handler.setStream(previous or sys.stdout)
+
+
+def log_to_stderr() -> None:
+    """Send every line to stderr: a command's own output (a table, a summary) keeps stdout to itself."""
+    _handler.setStream(sys.stderr)

@@ -49,6 +49,25 @@ def list_for_tasks(task_ids: list[int], page: int) -> Command:
                                                 {"NAV_PARAMS": {"nPageSize": PAGE_SIZE, "iNumPage": page}}])
 
 
+def get(task_id: int, entry_id: int) -> Command:
+    """One entry, positions TASKID and ITEMID."""
+    return Command("task.elapseditem.get", [task_id, entry_id])
+
+
+def manifest() -> Command:
+    return Command("task.elapseditem.getmanifest", [])
+
+
+FILTERABLE_KEY = "REST: filterable elapseditem data fields"
+
+
+def task_filter_allowed(manifest_result: Any) -> bool:
+    """Whether the manifest lists TASK_ID among getlist's filterable fields. The server warns that the
+    manifest's format may change: anything unreadable counts as no, and the reads go task by task."""
+    fields = manifest_result.get(FILTERABLE_KEY) if isinstance(manifest_result, dict) else None
+    return isinstance(fields, list) and "TASK_ID" in fields
+
+
 def update(task_id: int, entry_id: int, seconds: int, comment: str) -> Command:
     """Set an entry's seconds; COMMENT_TEXT is always sent since newer servers may wipe it otherwise."""
     return Command("task.elapseditem.update", [task_id, entry_id, {"SECONDS": seconds, "COMMENT_TEXT": comment}])

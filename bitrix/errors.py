@@ -86,6 +86,7 @@ _BY_CODE: dict[str, type[BitrixError]] = {
     "OPERATION_TIME_LIMIT": OperationTimeLimit,
     "ERROR_METHOD_NOT_FOUND": MethodNotFound,
     "ACCESS_DENIED": AccessDenied,
+    "ACTION_NOT_ALLOWED": AccessDenied,
     "WRONG_AUTH_TYPE": AccessDenied,
     "METHOD_CONFIRM_DENIED": AccessDenied,
     "ERROR_NOT_FOUND": NotFound,
@@ -104,13 +105,16 @@ _V3_SUFFIXES: tuple[tuple[str, type[BitrixError]], ...] = (
     ("METHODNOTFOUNDEXCEPTION", MethodNotFound),
     ("RATELIMITEXCEPTION", OperationTimeLimit),
 )
-# Old task.* methods fold everything into ERROR_CORE; the text says what happened (reference 7.8, 8.3).
+# Old task.* methods fold everything into ERROR_CORE (or a TASKS_ERROR_* code); the text says what
+# happened, in either of the forms the docs show: "TASKS_ERROR_EXCEPTION_#4; Action not allowed; 4/..." or a
+# plain "ACTION_NOT_ALLOWED" / "Task not found". Compared case-insensitively.
 _CORE_TEXT: tuple[tuple[str, type[BitrixError]], ...] = (
-    ("Access denied", AccessDenied),
+    ("access denied", AccessDenied),
     ("#1048578;", AccessDenied),
     ("#4;", AccessDenied),
-    ("Action not allowed", AccessDenied),
-    ("is not found", NotFound),
+    ("action not allowed", AccessDenied),
+    ("action_not_allowed", AccessDenied),
+    ("not found", NotFound),
     ("#1;", NotFound),
     ("#512;", NotFound),
 )
@@ -127,8 +131,9 @@ def error_class(code: str, description: str = "", status: int | None = None) -> 
         if upper.endswith(suffix):
             return cls
     if code == "ERROR_CORE" or upper.startswith("TASKS_ERROR"):
+        lowered = description.lower()
         for text, cls in _CORE_TEXT:
-            if text in description:
+            if text in lowered:
                 return cls
     if status is not None and status >= 500:
         return ServerError

@@ -12,7 +12,9 @@ from flask.cli import with_appcontext
 import audit
 import metrics
 import report
+from cli.errors import operator_errors
 from config.rules import SWEEP_KINDS
+from logging_setup import log_to_stderr
 from runtime import Runtime
 from workers.failed import failed_jobs, requeue_failed
 from workers.status import collect_status, render
@@ -20,6 +22,8 @@ from workers.sweeps import SweepBusy, SweepStats, run_sweep
 
 
 def _runtime() -> Runtime:
+    """The app's runtime; log lines go to stderr so that stdout holds the command's output alone."""
+    log_to_stderr()
     return current_app.extensions["taskwarden"]
 
 
@@ -29,6 +33,7 @@ def _runtime() -> Runtime:
 @click.option("--rule", help="Only this rule.")
 @click.option("--outcome", type=click.Choice(audit.OUTCOMES), help="Only this outcome.")
 @click.option("--limit", type=int, default=50, show_default=True)
+@operator_errors
 def audit_command(task: int | None, rule: str | None, outcome: str | None, limit: int) -> None:
     """Print the latest decisions, newest first."""
     rt = _runtime()
@@ -39,20 +44,25 @@ def audit_command(task: int | None, rule: str | None, outcome: str | None, limit
 @click.command("report")
 @click.option("--limit", type=int, default=20, show_default=True, help="Tasks listed per rule.")
 @with_appcontext
+@operator_errors
 def report_command(limit: int) -> None:
     """Print, per rule, the tasks currently out of compliance."""
     rt = _runtime()
-    for item in report.build(rt.redis, rt.portal.id, rt.rules.rules, limit=limit)["rules"]:
+    for item in report.build(rt.redis, rt.portal.id, limit=limit, local_rules=rt.rules.rules)["rules"]:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(item["by_outcome"].items())) or "nothing open"
-        click.echo(f"{item['rule']} ({item['policy']}, {item['mode']}): {item['open_tasks']} task(s) open; {counts}")
+        stale = "" if item["in_local_rules"] else " [not in the local rules file: as the workers ran it]"
+        click.echo(f"{item['rule']} ({item['policy']}, {item['mode']}): {item['open_tasks']} task(s) open; "
+                   f"{counts}{stale}")
         rows = [d for task in item["tasks"] for d in task["decisions"]]
         if rows:
-            click.echo(format_table(rows, columns=("task_id", "entity", "before", "after", "outcome", "time")))
+            click.echo(format_table(rows, columns=("task_id", "entity", "before", "after", "outcome", "time",
+                                                   "detail")))
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @with_appcontext
+@operator_errors
 def status_command(as_json: bool) -> None:
     """One screen: queues, workers, budget, sweeps, failed jobs, recent decisions."""
     status = collect_status(_runtime())
@@ -63,6 +73,7 @@ def status_command(as_json: bool) -> None:
 @click.option("--requeue", is_flag=True, help="Put the failed jobs back on their queues.")
 @click.option("--job", "job_ids", multiple=True, help="Only this job id (repeatable).")
 @with_appcontext
+@operator_errors
 def failed_command(requeue: bool, job_ids: tuple[str, ...]) -> None:
     """List jobs that failed for good (RQ's failed registry), with a readable reason; optionally requeue."""
     rt = _runtime()
@@ -82,18 +93,19 @@ def failed_command(requeue: bool, job_ids: tuple[str, ...]) -> None:
 @click.option("--rule", "rule_name", help="Only this rule.")
 @click.option("--dry-run", is_flag=True, help="Change nothing: would_change decisions, cursor left in place.")
 @with_appcontext
+@operator_errors
 def reconcile_command(kind: str, rule_name: str | None, dry_run: bool) -> None:
     """Run a sweep now, in the foreground, with progress and a summary."""
     rt = _runtime()
     if rule_name and rule_name not in {rule.name for rule in rt.rules.rules}:
         raise click.BadParameter(f"no rule named {rule_name!r}", param_hint="--rule")
-    tty = sys.stdout.isatty()
+    tty = sys.stderr.isatty()
 
     def show(stats: SweepStats) -> None:
         line = (f"{stats.kind}: {stats.tasks_seen} tasks, {stats.entries_seen} entries seen, "
                 f"{stats.changed} changed, {stats.would_change} would change, {stats.requests} requests")
         if tty:
-            click.echo(f"\r{line}", nl=False)
+            click.echo(f"\r{line}", nl=False, err=True)
 
     try:
         stats = run_sweep(rt, kind, rule_name=rule_name, dry_run=dry_run, progress=show)
@@ -102,7 +114,7 @@ def reconcile_command(kind: str, rule_name: str | None, dry_run: bool) -> None:
     finally:
         metrics.flush(rt.redis)  # no flusher thread in a command: its counts are written once, here
     if tty:
-        click.echo()
+        click.echo(err=True)
     click.echo(f"sweep {stats.kind}{' (dry run)' if stats.dry_run else ''} done in {stats.seconds}s: "
                f"{stats.tasks_seen} tasks and {stats.entries_seen} entries seen, {stats.evaluated} evaluated, "
                f"{stats.changed} changed, {stats.would_change} would change, {stats.problems} violations or errors, "
@@ -110,7 +122,7 @@ def reconcile_command(kind: str, rule_name: str | None, dry_run: bool) -> None:
 
 
 def format_table(rows: list[dict], columns: tuple[str, ...] = ("time", "rule", "task_id", "entity", "before",
-                                                                 "after", "outcome", "cause")) -> str:
+                                                                 "after", "outcome", "cause", "detail")) -> str:
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
@@ -119,8 +131,8 @@ def format_table(rows: list[dict], columns: tuple[str, ...] = ("time", "rule", "
 
 
 def _cell(value: object) -> str:
-    text = "-" if value is None else str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    text = "-" if value is None or value == "" else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 COMMANDS = (audit_command, report_command, status_command, failed_command, reconcile_command)

@@ -6,6 +6,7 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from cli.errors import operator_errors
 from runtime import Runtime
 from workers.liveness import scheduler_alive, worker_alive
 from workers.scheduler import run_scheduler
@@ -19,6 +20,7 @@ def _runtime() -> Runtime:
 @click.command("worker")
 @with_appcontext
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@operator_errors
 def worker_command(burst: bool) -> None:
     """Run an RQ worker for evaluations and sweeps."""
     run_worker(_runtime(), burst=burst)
@@ -26,6 +28,7 @@ def worker_command(burst: bool) -> None:
 
 @click.command("scheduler")
 @with_appcontext
+@operator_errors
 def scheduler_command() -> None:
     """Enqueue sweeps on the rules file's cron schedules (any number of these may run)."""
     run_scheduler(_runtime())
@@ -34,6 +37,7 @@ def scheduler_command() -> None:
 @click.command("health")
 @click.argument("process", type=click.Choice(("worker", "scheduler")))
 @with_appcontext
+@operator_errors
 def health_command(process: str) -> None:
     """Exit 0 when a PROCESS of this host is alive (container health checks), else 1."""
     rt = _runtime()

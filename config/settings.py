@@ -31,7 +31,9 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     """Environment variables, names as in SPEC section 2 (case-insensitive, no prefix)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
+    # var/run.env holds what `make run` generated (sandbox secret, tokens) so the CLI next to it finds the same
+    # values; .env (yours) and real environment variables take precedence over it.
+    model_config = SettingsConfigDict(env_file=("var/run.env", ".env"), extra="ignore", hide_input_in_errors=True)
 
     redis_url: str = DEFAULT_REDIS_URL
     b24_webhook_url: SecretStr | None = None

@@ -42,8 +42,9 @@ def _fix(params: ElapsedCapParams, entry: elapsed.TimeEntry) -> Proposal:
 
 
 def clamped_comment(comment: str, note: str) -> str:
-    """The comment with ``note`` appended, unless it already ends with it (never twice)."""
-    if not note or comment.endswith(note):
+    """The comment with ``note`` appended, unless it already carries it anywhere: a user may have written on
+    after an earlier clamp ("client call (capped at 8h) - call back"), and the note goes in once, never twice."""
+    if not note.strip() or note.strip() in comment:
         return comment
     return comment + note
 

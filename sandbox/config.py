@@ -29,6 +29,8 @@ class SandboxConfig:
     rate: float = 2.0
     burst: int = 50
     v3_enabled: bool = True
+    elapsed_task_filter: bool = True
+    """Whether task.elapseditem.getlist filters by TASK_ID (its manifest says so; the docs' table does not)."""
     is_admin: bool = True
     operating_limit: float = 480.0
     operating_cost: float = 0.005

@@ -4,6 +4,11 @@ worker and the sweep scheduler, then show the loop: a demo time entry over the c
 ``run`` keeps everything up until Ctrl-C; ``demo`` runs the loop once on free ports and exits 0 or 1.
 With ``B24_WEBHOOK_URL`` set, no sandbox is started and the loop is not shown (it would edit a real
 portal); the service simply runs against that portal.
+
+``run`` writes what it generated (the sandbox's secret and tokens, the admin token, REDIS_URL) to
+``var/run.env``, which every ``flask --app app ...`` command started from this directory reads, so the CLI
+in a second terminal talks to the same service. Before starting anything it checks the configuration and
+the ports, and says in one line what is wrong.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from sandbox.control import SandboxControl  # noqa: E402
 from scripts.ensure_redis import ensure_redis  # noqa: E402
 
 BIN = Path(sys.executable).parent
+RUN_ENV = ROOT / "var" / "run.env"
+GENERATED = ("REDIS_URL", "SANDBOX_URL", "SANDBOX_SECRET", "SANDBOX_APPLICATION_TOKEN", "SANDBOX_HANDLER_URL",
+             "TASKWARDEN_ADMIN_TOKEN")
 DEMO_CAP_SECONDS = 28800
 LOOP_TIMEOUT_SECONDS = 60.0
 
@@ -103,6 +111,35 @@ def service_env(mode: str) -> tuple[dict[str, str], dict[str, str]]:
     return env, facts
 
 
+def check_ports(facts: dict[str, str]) -> None:
+    """Fail at once, naming the variable, when a port we are about to listen on is taken."""
+    ports = [("PORT", facts["web"])] + ([("SANDBOX_PORT", facts["sandbox"])] if facts["sandbox_mode"] else [])
+    for variable, url in ports:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                raise RuntimeError(f"port {port} is busy: stop what listens there or set {variable}=<another port>") \
+                    from None
+
+
+def check_configuration(env: dict[str, str]) -> None:
+    """The children would each stop on a bad setting or rules file; say it once, before starting any."""
+    done = subprocess.run([sys.executable, "-c", "from startup import configuration_or_exit as c; c()"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "configuration error")
+
+
+def write_run_env(env: dict[str, str]) -> None:
+    """What this run generated, for the CLI next to it (``config.settings`` reads var/run.env)."""
+    RUN_ENV.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{name}={env[name]}" for name in GENERATED if env.get(name)]
+    RUN_ENV.write_text("# written by `make run`; read by flask --app app ...\n" + "\n".join(lines) + "\n")
+    RUN_ENV.chmod(0o600)
+
+
 def start_all(procs: Processes, env: dict[str, str], facts: dict[str, str]) -> None:
     procs.adopt("redis", ensure_redis(env["REDIS_URL"]))
     flask = [str(BIN / "flask"), "--app", "app"]
@@ -141,8 +178,9 @@ def show_loop(facts: dict[str, str], procs: Processes) -> bool:
                                                 headers=headers, timeout=5).json()["decisions"],
                            "the audit record", 10)
     for d in decisions:
+        change = f"{d['before']} -> {d['after']}" if d["outcome"] in ("changed", "would_change") else d["detail"]
         print(f"[taskwarden] audit: {d['time']} rule={d['rule']} task={d['task_id']} {d['entity']} "
-              f"{d['before']} -> {d['after']} outcome={d['outcome']} cause={d['cause']}", flush=True)
+              f"{change} outcome={d['outcome']} cause={d['cause']}", flush=True)
     return any(d["outcome"] == "changed" and d["entity"] == f"entry:{entry_id}" for d in decisions)
 
 
@@ -153,13 +191,18 @@ def main() -> int:
     env, facts = service_env(mode)
     procs = Processes()
     try:
+        check_ports(facts)
+        check_configuration(env)
+        if mode == "run":
+            write_run_env(env)
         start_all(procs, env, facts)
         ok = show_loop(facts, procs) if facts["sandbox_mode"] else True
         if mode == "demo":
             print(f"[taskwarden] demo {'passed' if ok else 'FAILED'}", flush=True)
             return 0 if ok else 1
-        print(f"[taskwarden] running: web {facts['web']}, audit: curl -H 'Authorization: Bearer "
-              f"{facts['admin_token']}' {facts['web']}/audit  (Ctrl-C stops everything)", flush=True)
+        print(f"[taskwarden] running: web {facts['web']}; the CLI reads {RUN_ENV.relative_to(ROOT)}: try "
+              f"`.venv/bin/flask --app app status` or `.venv/bin/flask --app app audit` (Ctrl-C stops everything)",
+              flush=True)
         while True:
             procs.check_alive()
             time.sleep(1)

@@ -46,6 +46,14 @@ def event_body(task_id: int | str = 42, *, event: str = "ONTASKUPDATE", token: s
     return urlencode(pairs).encode()
 
 
+MANIFEST = "task.elapseditem.getmanifest"
+
+
+def work_requests(sandbox: Any, since: int = 0) -> list[dict[str, Any]]:
+    """The requests the portal served, less the once-a-day manifest question (``workers.capabilities``)."""
+    return [r for r in sandbox.requests(since) if r["method"] != MANIFEST]
+
+
 def poll(check: Callable[[], Any], what: str, timeout: float = 10.0, interval: float = 0.02) -> Any:
     """Call ``check`` until it returns something truthy; fail the test naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout

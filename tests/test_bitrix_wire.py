@@ -70,6 +70,12 @@ class TestDecode:
         (400, b'{"error":"ERROR_CORE","error_description":"TASKS_ERROR_EXCEPTION_#512; Item not found; 512/TE<br>"}',
          NotFound, "ERROR_CORE"),
         (400, b'{"error":"ERROR_CORE","error_description":"Access denied.<br>"}', AccessDenied, "ERROR_CORE"),
+        # the plain forms the docs show beside the TASKS_ERROR_EXCEPTION_#N ones
+        (400, b'{"error":"ACTION_NOT_ALLOWED","error_description":""}', AccessDenied, "ACTION_NOT_ALLOWED"),
+        (400, b'{"error":"ERROR_CORE","error_description":"ACTION_NOT_ALLOWED"}', AccessDenied, "ERROR_CORE"),
+        (400, b'{"error":"ERROR_CORE","error_description":"Task not found"}', NotFound, "ERROR_CORE"),
+        (400, b'{"error":"TASKS_ERROR_EXCEPTION_#4","error_description":"Action not allowed"}', AccessDenied,
+         "TASKS_ERROR_EXCEPTION_#4"),
         (400, b'{"error":"100","error_description":"Could not find value for parameter {fields}"}', MethodError, "100"),
         (500, b'{"error":"INTERNAL_SERVER_ERROR","error_description":"x"}', ServerError, "INTERNAL_SERVER_ERROR"),
         (502, b"<html>Bad gateway</html>", ServerError, "HTTP_502"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,38 @@ class TestAuditCommand:
     def test_empty(self, runner: Any) -> None:
         """No decisions: a sentence, not an empty table."""
         assert "no decisions recorded" in runner.invoke(args=["audit"]).output
+
+
+class TestOperatorMistakes:
+    """What an operator causes (Redis down, portal unreachable, a wrong webhook secret) is one line naming the
+    cause and what to check, exit 1, and no traceback, in every command."""
+
+    COMMANDS = (["audit"], ["report"], ["status"], ["failed"], ["reconcile", "--sweep", "tasks"],
+                ["health", "worker"])
+
+    def test_redis_down(self, make_app: Callable[..., Flask]) -> None:
+        runner = make_app(redis_url="redis://127.0.0.1:9/0").test_cli_runner()
+        for args in self.COMMANDS:
+            result = runner.invoke(args=args)
+            assert result.exit_code == 1, (args, result.output)
+            assert result.stderr.strip().splitlines() == [
+                "taskwarden: Redis at 127.0.0.1:9/0 does not answer (ConnectionError): check REDIS_URL and that "
+                "Redis is running"], args
+            assert result.exception is None or isinstance(result.exception, SystemExit)
+
+    def test_portal_unreachable(self, make_app: Callable[..., Flask]) -> None:
+        runner = make_app(sandbox_url="http://127.0.0.1:9").test_cli_runner()
+        result = runner.invoke(args=["reconcile", "--sweep", "tasks"])
+        assert result.exit_code == 1
+        assert result.stderr.strip().splitlines()[-1] == (
+            "taskwarden: the portal does not answer (ConnectionError): check SANDBOX_URL (is the sandbox running?) "
+            "and the network")
+        assert "Traceback" not in result.output
+
+    def test_wrong_webhook_secret(self, make_app: Callable[..., Flask]) -> None:
+        runner = make_app(sandbox_secret="not-the-secret").test_cli_runner()
+        result = runner.invoke(args=["reconcile", "--sweep", "tasks"])
+        assert result.exit_code == 1
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("taskwarden: the portal refused our credentials (")
+        assert "not-the-secret" not in result.output

@@ -31,6 +31,13 @@ class TestPropose:
         assert proposal.command is not None and isinstance(proposal.command.params, list)
         assert proposal.command.params[2]["COMMENT_TEXT"] == "call (capped)"
 
+    def test_note_never_twice_when_the_user_wrote_on(self) -> None:
+        """A user who wrote after the note (the entry edited back over the cap) keeps one note, not two."""
+        [proposal] = elapsed_cap.propose(ElapsedCapParams(max_seconds=100, note=" (capped at 8h)"),
+                                         state((5, 200, "client call (capped at 8h) - call back")))
+        assert proposal.command is not None and isinstance(proposal.command.params, list)
+        assert proposal.command.params[2]["COMMENT_TEXT"] == "client call (capped at 8h) - call back"
+
     def test_at_or_under_cap_untouched(self) -> None:
         """Entries at the cap or under it produce nothing."""
         assert elapsed_cap.propose(ElapsedCapParams(max_seconds=100), state((1, 100, ""), (2, 5, ""))) == []

@@ -9,7 +9,7 @@ import pytest
 import requests
 from flask import Flask
 
-from .helpers import FORM, TEST_ADMIN_TOKEN, event_body, poll, run_worker
+from .helpers import FORM, TEST_ADMIN_TOKEN, event_body, poll, run_worker, work_requests
 
 DELETE_RULES = """
 rules:
@@ -71,7 +71,7 @@ class TestCapLoop:
         deliver_edit(sandbox, task_id)
         sandbox.clear_requests()
         run_worker(app)
-        log = sandbox.requests()
+        log = work_requests(sandbox)
         assert [r["method"] for r in log] == ["batch", "batch"]
         assert sorted(c["method"] for c in log[0]["commands"]) == ["task.elapseditem.getlist", "tasks.task.list"]
         assert [c["method"] for c in log[1]["commands"]] == ["task.elapseditem.update"] * 2

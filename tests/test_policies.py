@@ -93,6 +93,20 @@ class TestDeadline:
         assert {str(c["params"]["fields"]["DEADLINE"]) for c in classic} == {"2026-01-21T18:00:00+01:00"}
         assert redis.get(keys.v3_support(app.extensions["taskwarden"].portal.id)) == b"0"
 
+    def test_v3_refused_for_its_scope_falls_back_to_classic(self, make_app: Callable[..., Flask], sandbox: Any,
+                                                            redis: Redis) -> None:
+        """A webhook whose scopes do not cover REST 3.0 (``insufficient_scope``, as with only the ``task``
+        scope ticked): the deadline goes through the classic method, and the answer is remembered."""
+        app = make_app(DEADLINE_RULES.format(mode="enforce"))
+        sandbox.fault("tasks.task.update", status=401, error="insufficient_scope",
+                      description="The request requires higher privileges than provided by the webhook token")
+        created = dt.datetime(2026, 1, 16, 15, 0, tzinfo=BERLIN)
+        task_id = sandbox.add_task(TITLE="t", CREATED_DATE=created)
+        evaluate(app, task_id)
+        assert sandbox.task(task_id)["DEADLINE"] == dt.datetime(2026, 1, 21, 18, 0, tzinfo=BERLIN)
+        assert [r["status"] for r in sandbox.requests() if r["api"] == "v3"] == [401]
+        assert redis.get(keys.v3_support(app.extensions["taskwarden"].portal.id)) == b"0"
+
     def test_v3_write_without_classic_form_fails_on_a_portal_without_v3(self, make_app: Callable[..., Flask],
                                                                        sandbox: Any) -> None:
         """A batch of v3 writes meeting a portal without v3: writes with a classic form go classic, one
@@ -264,6 +278,35 @@ class TestReport:
         sandbox.update_task(task_id, UF_COST_CENTER="CC-9")
         evaluate(app, task_id)
         assert app.test_client().get("/report", headers=AUTH).get_json()["rules"][0]["open_tasks"] == 0
+
+    def test_a_repeated_violation_is_audited_once(self, make_app: Callable[..., Flask], sandbox: Any) -> None:
+        """The same violation found again (our own write's event, a second edit) stays in the report but is not
+        audited again; once fixed and broken again, it is a new decision."""
+        app = make_app(USERFIELD_RULES.format(mode="enforce"))
+        fields(sandbox)
+        task_id = sandbox.add_task(TITLE="t", UF_PROJECT_CODE="P-1", UF_COST_CENTER="")
+        for _ in range(3):
+            evaluate(app, task_id)
+        violations = decisions(app, task=task_id, outcome="violation")
+        assert [(d["entity"], d["detail"]) for d in violations] == [
+            ("field:UF_COST_CENTER", "empty and no default configured")]
+        assert app.test_client().get("/report", headers=AUTH).get_json()["rules"][0]["open_tasks"] == 1
+        sandbox.update_task(task_id, UF_COST_CENTER="CC-9")
+        evaluate(app, task_id)
+        sandbox.update_task(task_id, UF_COST_CENTER="")
+        evaluate(app, task_id)
+        assert len(decisions(app, task=task_id, outcome="violation")) == 2
+
+    def test_report_shows_what_the_workers_ran(self, make_app: Callable[..., Flask], sandbox: Any) -> None:
+        """A CLI whose local rules file differs still shows the rules the workers evaluated, marked as such."""
+        app = make_app(USERFIELD_RULES.format(mode="enforce"))
+        fields(sandbox)
+        evaluate(app, sandbox.add_task(TITLE="t", UF_PROJECT_CODE="P-1", UF_COST_CENTER=""))
+        elsewhere = make_app()  # the default rules: no project-code rule
+        printed = elsewhere.test_cli_runner().invoke(args=["report"]).output
+        assert ("project-code (mandatory_userfields, enforce): 1 task(s) open; violation 1 "
+                "[not in the local rules file: as the workers ran it]") in printed
+        assert "empty and no default configured" in printed
 
     def test_report_needs_the_token(self, client: Any) -> None:
         """/report is behind the admin token like /audit."""

@@ -18,7 +18,7 @@ from bitrix.client import Client
 from bitrix.errors import OperationTimeLimit
 from workers.jobs import evaluate_task
 
-from .helpers import FORM, TEST_ADMIN_TOKEN, TEST_REDIS_URL, event_body, run_worker
+from .helpers import FORM, TEST_ADMIN_TOKEN, TEST_REDIS_URL, event_body, run_worker, work_requests
 
 
 class Refused(Exception):
@@ -115,7 +115,7 @@ class TestFailuresSurvived:
         app.test_client().post("/bitrix24/events", data=event_body(task_id), content_type=FORM)
         run_worker(app)
         assert sandbox.entry(entry_id)["SECONDS"] == 28800
-        assert [r["status"] for r in sandbox.requests()] == [500, 500, 200, 200]
+        assert [r["status"] for r in work_requests(sandbox)] == [500, 500, 200, 200]
 
     def test_503_storm_slows_everyone_down(self, app: Flask, sandbox: Any) -> None:
         """Four clients in a storm of 503s: the first 503 fills the shared budget, so no client sends a
@@ -171,7 +171,7 @@ class TestFailuresSurvived:
         app.test_client().post("/bitrix24/events", data=event_body(424242), content_type=FORM)
         run_worker(app)
         assert [(d["entity"], d["outcome"]) for d in decisions(app)] == [("task", "error")]
-        assert len(sandbox.requests()) == 1
+        assert len(work_requests(sandbox)) == 1
         assert len(app.extensions["taskwarden"].queue().failed_job_registry) == 0
 
 

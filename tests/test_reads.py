@@ -15,6 +15,7 @@ from bitrix.tasks import task_from_row
 from policies import parse_policy_rules as parse_rules
 from policies.base import Needs
 from sandbox.server import RunningSandbox
+from tests.helpers import MANIFEST, work_requests
 from workers import evaluation
 from workers.evaluation import Trigger, evaluate_tasks, needs_of
 
@@ -102,7 +103,7 @@ class TestTwoStepRead:
         halves = [sandbox.add_entry(ids[7], 20000), sandbox.add_entry(ids[7], 20000)]  # over in all, not each
         sandbox.clear_requests()
         decisions = evaluate_tasks(app.extensions["taskwarden"], ids, Trigger("event", "ONTASKUPDATE"))
-        log = sandbox.requests()
+        log = work_requests(sandbox)
         assert [sorted({c["method"] for c in r["commands"]}) for r in log] == [
             ["tasks.task.list"], ["task.elapseditem.getlist"], ["task.elapseditem.update"]]
         assert len(log[0]["commands"]) == BIG_PASS
@@ -158,3 +159,33 @@ class TestSweepReads:
         assert [c["params"][1]["TASK_ID"] for c in entry_reads] == [[str(ids[2])]]
         assert (stats.tasks_seen, stats.changed) == (5, 1)
         assert int(sandbox.entry(long_entry)["SECONDS"]) == 28800
+
+
+class TestTaskFilterFromTheManifest:
+    """``task.elapseditem.getlist`` by TASK_ID: allowed by the server's manifest, absent from the docs' table.
+    The portal's own manifest decides, once a day; without the filter, entries are read task by task."""
+
+    def test_filtered_read_where_the_manifest_allows_it(self, make_app: Callable[..., Flask], sandbox: Any) -> None:
+        app = make_app(CAP_RULES)
+        first, second = sandbox.add_task(TITLE="a"), sandbox.add_task(TITLE="b")
+        entry = sandbox.add_entry(first, 40000)
+        sandbox.add_entry(second, 100)
+        rt = app.extensions["taskwarden"]
+        evaluate_tasks(rt, [first, second], Trigger("event", "ONTASKUPDATE"))
+        evaluate_tasks(rt, [first, second], Trigger("event", "ONTASKUPDATE"))
+        assert [r["method"] for r in sandbox.requests()].count(MANIFEST) == 1  # remembered, not asked again
+        reads = [c for r in work_requests(sandbox) for c in r["commands"] if c["method"] == "task.elapseditem.getlist"]
+        assert all(c["params"][1]["TASK_ID"] for c in reads) and len(reads) == 2  # one command per pass
+        assert sandbox.entry(entry)["SECONDS"] == 28800
+
+    def test_per_task_reads_where_it_does_not(self, make_app: Callable[..., Flask], sandbox: Any) -> None:
+        sandbox.configure(elapsed_task_filter=False)
+        app = make_app(CAP_RULES)
+        first, second = sandbox.add_task(TITLE="a"), sandbox.add_task(TITLE="b")
+        entry = sandbox.add_entry(first, 40000)
+        kept = sandbox.add_entry(second, 100)
+        decisions = evaluate_tasks(app.extensions["taskwarden"], [first, second], Trigger("event", "ONTASKUPDATE"))
+        reads = [c for r in work_requests(sandbox) for c in r["commands"] if c["method"] == "task.elapseditem.getlist"]
+        assert sorted(c["params"][0] for c in reads) == sorted([str(first), str(second)])  # the task id, by position
+        assert [(d.task_id, d.outcome) for d in decisions] == [(first, "changed")]
+        assert (sandbox.entry(entry)["SECONDS"], sandbox.entry(kept)["SECONDS"]) == (28800, 100)

@@ -20,7 +20,7 @@ from bitrix.errors import TransportError
 from config.portal import Portal
 from logging_setup import capture_output
 
-from .helpers import FORM, TEST_ADMIN_TOKEN, TEST_APP_TOKEN, TEST_SECRET, event_body, run_worker
+from .helpers import FORM, TEST_ADMIN_TOKEN, TEST_APP_TOKEN, TEST_SECRET, event_body, run_worker, work_requests
 
 ACCESS_TOKEN = "076a0769007d83b20058f18a00000001000006-access"
 
@@ -53,7 +53,7 @@ class TestNobodyLetIn:
                           ("auth[access_token]", ACCESS_TOKEN), ("auth[application_token]", TEST_APP_TOKEN)]).encode()
         assert app.test_client().post("/bitrix24/events", data=body, content_type=FORM).status_code == 200
         run_worker(app)
-        assert [r["method"] for r in sandbox.requests()] == ["batch"]  # the real portal was read
+        assert [r["method"] for r in work_requests(sandbox)] == ["batch"]  # the real portal was read
         assert received == []
 
     @pytest.mark.parametrize(("body", "status"), [

@@ -75,3 +75,18 @@ class TestStartup:
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 3
         assert "rule 'cap': params.max_seconds" in done.stderr and "Traceback" not in done.stderr
+
+
+class TestRunEnv:
+    def test_cli_reads_what_make_run_generated_and_dotenv_wins(self, tmp_path: Path) -> None:
+        """`make run` writes var/run.env; a command started in the same directory reads it, and .env (the
+        operator's own) takes precedence over it."""
+        (tmp_path / "var").mkdir()
+        (tmp_path / "var" / "run.env").write_text("SANDBOX_SECRET=generated-secret\nSANDBOX_MEMBER_ID=from-run-env\n")
+        (tmp_path / ".env").write_text("SANDBOX_MEMBER_ID=from-dotenv\n")
+        code = ("from config.settings import load_settings; s = load_settings(); "
+                "print(s.sandbox_secret.get_secret_value(), s.sandbox_member_id)")
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.stdout.split() == ["generated-secret", "from-dotenv"], done.stderr

@@ -41,4 +41,4 @@ def compliance_report() -> tuple[Response, int]:
         limit = min(int(request.args.get("limit", report.DEFAULT_TASKS_PER_RULE)), MAX_LIMIT)
     except ValueError:
         return jsonify(status="error", error="bad_request", message="limit must be an integer"), 400
-    return jsonify(report.build(rt.redis, rt.portal.id, rt.rules.rules, limit=max(limit, 1))), 200
+    return jsonify(report.build(rt.redis, rt.portal.id, limit=max(limit, 1), local_rules=rt.rules.rules)), 200

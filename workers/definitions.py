@@ -29,7 +29,7 @@ def enforce_definitions(rt: Runtime, *, cause: str = "sweep", rules: list[Rule] 
     found = userfields.definitions_by_name(rt.client.run(userfields.list_definitions()))
     decisions = [decision for rule in rules
                  for decision in _check_rule(rt, rule, wanted[rule.name], found, cause, dry_run)]
-    record_decisions(rt, decisions, [rule.name for rule in rules], [DEFINITIONS_TASK_ID])
+    record_decisions(rt, decisions, rules, [DEFINITIONS_TASK_ID])
     return decisions
 
 

@@ -23,6 +23,7 @@ from policies import policy
 from policies.base import Needs, PolicyContext, Proposal, TaskState
 from policies.calendar import calendar_for
 from runtime import Runtime
+from workers.capabilities import entries_filterable_by_task
 from workers.recording import record_decisions
 from workers.scope import applies
 from workers.writes import idempotency_key, send_writes
@@ -85,7 +86,7 @@ def evaluate_states(rt: Runtime, states: list[TaskState], trigger: Trigger, *, r
     plans = [plan for state in states for plan in _plan(rt.rules, rules, state, trigger, today, ctx)]
     applied, transient = _apply(rt, plans, trigger, dry_run or rt.settings.taskwarden_dry_run, event_ids or {})
     decisions = [*(failures or []), *applied]
-    record_decisions(rt, decisions, [rule.name for rule in rules], [state.task.id for state in states])
+    record_decisions(rt, decisions, rules, [state.task.id for state in states])
     if transient:  # what did happen is recorded; the retry reads again and finishes the rest
         paused = [error for error in transient if isinstance(error, OperationTimeLimit)]
         if paused:
@@ -122,7 +123,7 @@ def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
     commands = {f"t{index}": tasks.list_by_ids(group, needs.userfields, time_spent=select_spent)
                 for index, group in enumerate(groups)}
     entry_groups = groups if needs.entries and not select_spent else []
-    commands.update(_first_entry_pages(entry_groups))
+    commands.update(_first_entry_pages(rt, entry_groups))
     answers = rt.client.batch(commands)
     found = {task.id: task for key, result in answers.results.items() if key.startswith("t")
              for task in tasks.tasks_from_list(result)}
@@ -164,13 +165,18 @@ def _read_entry_pages(rt: Runtime, groups: list[list[int]]) -> BatchResult:
     """Every page of these groups' entries: the first pages in one batch, the rest in one more."""
     if not groups:
         return BatchResult()
-    answers = rt.client.batch(_first_entry_pages(groups))
+    answers = rt.client.batch(_first_entry_pages(rt, groups))
     _read_further_entry_pages(rt, groups, answers)
     return answers
 
 
-def _first_entry_pages(groups: list[list[int]]) -> dict[str, Command]:
-    return {f"e{index}.1": elapsed.list_for_tasks(group, page=1) for index, group in enumerate(groups)}
+def _first_entry_pages(rt: Runtime, groups: list[list[int]]) -> dict[str, Command]:
+    """A page of 50 rows per group filtered by TASK_ID; on a portal whose getlist cannot filter by task, each
+    task's whole list instead (``e{group}.t{task}``), which takes a command per task."""
+    if not groups or entries_filterable_by_task(rt):
+        return {f"e{index}.1": elapsed.list_for_tasks(group, page=1) for index, group in enumerate(groups)}
+    return {f"e{index}.t{task_id}": elapsed.list_for_task(task_id)
+            for index, group in enumerate(groups) for task_id in group}
 
 
 def _read_further_entry_pages(rt: Runtime, groups: list[list[int]], answers: BatchResult) -> None:
@@ -275,8 +281,10 @@ def _decide(plan: _Plan, written: bool, error: BitrixError | None, trigger: Trig
                         task_id=plan.task_id, entity=proposal.entity, before=proposal.before, after=proposal.after,
                         outcome=outcome, cause=trigger.cause, event_id=event_id,
                         detail=str(error) if error is not None else proposal.detail, missed_by_events=missed)
-    log.info(f"policy.{plan.rule.policy}.{outcome}", rule=plan.rule.name, task_id=plan.task_id,
-             entity=proposal.entity, before=proposal.before, after=proposal.after)
+    # A sweep makes thousands of decisions and sums them up in its own line: each one is DEBUG there.
+    emit = log.debug if trigger.cause == "sweep" else log.info
+    emit(f"policy.{plan.rule.policy}.{outcome}", rule=plan.rule.name, task_id=plan.task_id,
+         entity=proposal.entity, before=proposal.before, after=proposal.after)
     return decision
 
 

@@ -37,10 +37,18 @@ def _sig(method: str, mandatory: int, *params: Param) -> Signature:
     return Signature("ctaskelapseditem", method, params, mandatory, DATE_KEYS)
 
 
-GETLIST = _sig("getlist", 0, _TASK, Param("order", "array", allowed_keys=SORTABLE),
-               Param("filter", "array", allowed_keys=FILTERABLE, key_prefixes=("!", "<=", "<", ">=", ">")),
-               Param("select", "array", allowed_values=("", "*", *READABLE, *AGGREGATES)),
-               Param("params", "array", allowed_keys=("NAV_PARAMS",)))
+def _getlist(filterable: tuple[str, ...]) -> Signature:
+    return _sig("getlist", 0, _TASK, Param("order", "array", allowed_keys=SORTABLE),
+                Param("filter", "array", allowed_keys=filterable, key_prefixes=("!", "<=", "<", ">=", ">")),
+                Param("select", "array", allowed_values=("", "*", *READABLE, *AGGREGATES)),
+                Param("params", "array", allowed_keys=("NAV_PARAMS",)))
+
+
+GETLIST = _getlist(FILTERABLE)
+FILTERABLE_WITHOUT_TASK = tuple(name for name in FILTERABLE if name != "TASK_ID")
+GETLIST_WITHOUT_TASK_FILTER = _getlist(FILTERABLE_WITHOUT_TASK)
+"""A server whose getlist cannot filter by TASK_ID, as the documentation's filter table has it
+(``SandboxConfig.elapsed_task_filter`` off)."""
 GET = _sig("get", 2, _TASK, _ITEM)
 ADD = _sig("add", 2, _TASK, _FIELDS)
 UPDATE = _sig("update", 3, _TASK, _ITEM, _FIELDS)
@@ -83,10 +91,12 @@ def getlist(call: Call) -> Outcome:
     values = call.values()
     if values and isinstance(values[0], dict | list):
         values.insert(0, 0)  # [ORDER, FILTER, ...] without a task id: all tasks
-    args = bind(GETLIST, values, call.portal.config.server_tz)
+    filterable = _filterable(call)
+    signature = GETLIST if filterable is FILTERABLE else GETLIST_WITHOUT_TASK_FILTER
+    args = bind(signature, values, call.portal.config.server_tz)
     defaults: list[Any] = [0, {}, {}, [], {}]
     task_id, order, filter_, select, params = args + defaults[len(args):]
-    conditions = querying.compile_filter(filter_, _coerce, FILTERABLE)
+    conditions = querying.compile_filter(filter_, _coerce, filterable)
     if task_id:
         _task(call, task_id)
         conditions.append(querying.Condition("TASK_ID", "=", task_id))
@@ -104,6 +114,10 @@ def getlist(call: Call) -> Outcome:
     rows = [row(call, entry, chosen) for entry in page]
     after = offset + len(rows)
     return Outcome(rows, total=len(found), next=after if after < len(found) else None)
+
+
+def _filterable(call: Call) -> tuple[str, ...]:
+    return FILTERABLE if call.portal.config.elapsed_task_filter else FILTERABLE_WITHOUT_TASK
 
 
 def _task_ids_in(conditions: list[querying.Condition]) -> set[Any] | None:
@@ -215,6 +229,6 @@ def get_manifest(call: Call) -> Outcome:
         "REST: writable elapseditem data fields": list(WRITABLE),
         "REST: readable elapseditem data fields": list(READABLE),
         "REST: sortable elapseditem data fields": list(SORTABLE),
-        "REST: filterable elapseditem data fields": list(FILTERABLE),
+        "REST: filterable elapseditem data fields": list(_filterable(call)),
         "REST: date fields": list(DATE_KEYS),
     })
