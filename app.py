@@ -44,6 +44,9 @@ def _build_app(test_config: dict[str, Any]) -> Flask:
     settings, rules = load_configuration(**test_config.pop("SETTINGS", {}))
     rt = runtime.build_runtime(settings, rules)
     configure_logging(settings.log_format, settings.log_level, secrets=rt.portal.secrets)
+    if not rules.rules:
+        structlog.get_logger(__name__).warning("rules.empty", rules_file=settings.rules_file,
+                                               hint="nothing is enforced until the rules file has a rule")
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=intake.MAX_BODY_BYTES, JSON_SORT_KEYS=False)

@@ -19,9 +19,17 @@ worker that exits with it makes the master stop instead of restarting it forever
 
 
 def load_configuration(**overrides: object) -> tuple[Settings, RuleSet]:
-    """Read the environment and the rules file (raises ``ConfigError`` naming the variable or rules key)."""
+    """Read the environment and the rules file (raises ``ConfigError`` naming the variable or rules key).
+
+    A rules file without rules would enforce nothing, silently: refused against a real portal; against the
+    sandbox it is allowed (the app logs a warning), so a newcomer can start from nothing.
+    """
     settings = load_settings(**overrides)
-    return settings, load_policy_rules(settings.rules_file)
+    rules = load_policy_rules(settings.rules_file)
+    if not rules.rules and not settings.uses_sandbox:
+        raise ConfigError(f"rules file {settings.rules_file}: no rules, so nothing would be enforced "
+                          "(add one; see docs/rules.md)")
+    return settings, rules
 
 
 def configuration_or_exit() -> tuple[Settings, RuleSet]:

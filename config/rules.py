@@ -172,8 +172,16 @@ def load_rules(path: str | Path, policies: ParamModels) -> RuleSet:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise RulesError(source, [f"not valid YAML: {exc}"]) from None
+        raise RulesError(source, [f"not valid YAML: {_yaml_problem(exc)}"]) from None
     return parse_rules(raw if raw is not None else {}, policies, source)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line: where in the file, and what (PyYAML's own text spans lines and names no file)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{where}{problem}"
 
 
 def parse_rules(raw: Any, policies: ParamModels, source: str = "<rules>") -> RuleSet:

@@ -102,6 +102,8 @@ def take_event(rt: Runtime, spool: Spool, content_type: str, body: bytes) -> Ans
         log.info("intake.ignored", event_name=event.name)
         metrics.count(rt.portal.id, "events", outcome="ignored")
         return 200, {"status": "ignored", "event_id": event_id, "reason": "no rule subscribes to this event"}
+    if event.bad_task_id:
+        raise MalformedEvent("task id is not a number: data[FIELDS_AFTER][ID] must be a positive integer")
     if event.task_id is None:
         raise MalformedEvent("no task id in data[FIELDS_AFTER][ID] or data[FIELDS_BEFORE][ID]")
     try:

@@ -36,6 +36,8 @@ class Event:
     handler_id: str = ""
     member_id: str | None = None
     application_token: str | None = field(default=None, repr=False)
+    bad_task_id: bool = False
+    """An ``ID`` was sent but is not a task id (``abc``, ``0``, a negative number...)."""
 
     @property
     def event_id(self) -> str:
@@ -99,23 +101,28 @@ def event_from_payload(payload: dict[str, Any]) -> Event:
         raise MalformedEvent("no event name")
     raw_auth = payload.get("auth")
     auth: dict[str, Any] = raw_auth if isinstance(raw_auth, dict) else {}
-    return Event(name=name.strip().upper()[:64], task_id=_task_id(payload.get("data")),
+    task_id, sent = _task_id(payload.get("data"))
+    return Event(name=name.strip().upper()[:64], task_id=task_id,
                  ts=_text(payload.get("ts")), handler_id=_text(payload.get("event_handler_id")),
                  member_id=_text(auth.get("member_id")) or None,
-                 application_token=_text(auth.get("application_token")) or None)
+                 application_token=_text(auth.get("application_token")) or None,
+                 bad_task_id=task_id is None and sent)
 
 
-def _task_id(data: Any) -> int | None:
-    """``FIELDS_AFTER[ID]`` (or ``FIELDS_BEFORE[ID]``); either may be the literal string ``undefined``."""
+def _task_id(data: Any) -> tuple[int | None, bool]:
+    """``FIELDS_AFTER[ID]`` (or ``FIELDS_BEFORE[ID]``); either may be the literal string ``undefined``.
+    Returns the id (None when there is no usable one) and whether any ID was sent at all."""
+    sent = False
     if not isinstance(data, dict):
-        return None
+        return None, sent
     for part in ("FIELDS_AFTER", "FIELDS_BEFORE"):
         fields = data.get(part)
-        if isinstance(fields, dict):
+        if isinstance(fields, dict) and "ID" in fields:
+            sent = True
             raw = fields.get("ID")
             if isinstance(raw, int | str) and str(raw).isascii() and str(raw).isdigit() and 0 < int(raw) < 2**31:
-                return int(raw)
-    return None
+                return int(raw), sent
+    return None, sent
 
 
 @lru_cache(maxsize=512)

@@ -51,6 +51,16 @@ class TestAnswers:
         assert answer.get_json()["error"] == error
         assert queue_length(app) == 0
 
+    @pytest.mark.parametrize(("task_id", "message"), [
+        ("abc", "task id is not a number: data[FIELDS_AFTER][ID] must be a positive integer"),
+        ("-5", "task id is not a number: data[FIELDS_AFTER][ID] must be a positive integer"),
+        ("undefined", "task id is not a number: data[FIELDS_AFTER][ID] must be a positive integer"),
+    ])
+    def test_task_id_not_a_number_says_so(self, client: Any, app: Flask, task_id: str, message: str) -> None:
+        answer = client.post(URL, data=event_body(task_id), content_type=FORM)
+        assert (answer.status_code, answer.get_json()["message"]) == (400, message)
+        assert queue_length(app) == 0
+
     def test_queued(self, client: Any, app: Flask, redis: Redis) -> None:
         """A verified event queues one evaluation and answers with its event id."""
         answer = client.post(URL, data=event_body(42), content_type=FORM)

@@ -36,6 +36,10 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 
 
 class TestMetrics:
+    def test_content_type_has_one_charset(self, client: Any) -> None:
+        """Prometheus' text format, version 0.0.4, with exactly one charset parameter."""
+        assert client.get("/metrics").headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+
     def test_counters_and_gauges(self, app: Flask, sandbox: Any) -> None:
         """Events, evaluations, decisions, REST requests and queue gauges appear with the right values."""
         client = app.test_client()

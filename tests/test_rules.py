@@ -83,9 +83,11 @@ class TestInvalidFiles:
     def test_not_yaml(self, tmp_path: Path) -> None:
         """A file that is not YAML is reported as such, with its path."""
         path = tmp_path / "rules.yaml"
-        path.write_text("rules: [unclosed")
-        with pytest.raises(RulesError, match="not valid YAML"):
+        path.write_text("rules:\n  - name: x\n   policy: y\n")
+        with pytest.raises(RulesError) as caught:
             load_rules(path)
+        assert str(caught.value) == (f"rules file {path}: not valid YAML: line 3, column 4: expected <block end>, "
+                                     "but found '<block mapping start>'")
 
     def test_missing_file(self, tmp_path: Path) -> None:
         """A missing file names the file."""

@@ -90,3 +90,18 @@ class TestRunEnv:
         done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=60)
         assert done.stdout.split() == ["generated-secret", "from-dotenv"], done.stderr
+
+
+class TestEmptyRules:
+    def test_refused_against_a_real_portal(self, tmp_path: Path) -> None:
+        """A rules file with no rules would enforce nothing, silently: refused outside sandbox mode."""
+        from config.settings import ConfigError
+        from startup import load_configuration
+
+        rules = tmp_path / "rules.yaml"
+        rules.write_text("timezone: UTC\n")
+        with pytest.raises(ConfigError, match="no rules, so nothing would be enforced"):
+            load_configuration(_env_file=None, rules_file=str(rules), b24_application_token="tok-123456",
+                               b24_webhook_url=f"https://x.bitrix24.com/rest/7/{SECRET}/")
+        settings, ruleset = load_configuration(_env_file=None, rules_file=str(rules))  # the sandbox: allowed
+        assert settings.uses_sandbox and ruleset.rules == []

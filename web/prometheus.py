@@ -22,6 +22,8 @@ import queueing
 from runtime import Runtime
 
 bp = Blueprint("metrics", __name__)
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+"""What ``generate_latest`` writes; passed as ``content_type`` (``mimetype`` would append a second charset)."""
 
 COUNTERS = {
     "events": ("Events received by intake, by outcome.", ("outcome",)),
@@ -87,4 +89,4 @@ def prometheus_metrics() -> Any:
         body = generate_latest(registry)
     except RedisError as exc:
         return Response(f"# redis unavailable: {type(exc).__name__}\n", status=503, mimetype="text/plain")
-    return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
+    return Response(body, content_type=TEXT_FORMAT)
