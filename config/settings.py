@@ -88,14 +88,41 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _token_with_webhook(self) -> Settings:
-        if self.b24_webhook_url is not None and not self.b24_application_token:
+        token = self.b24_application_token.get_secret_value().strip() if self.b24_application_token else ""
+        if self.b24_webhook_url is not None and not token:
             raise ValueError("B24_APPLICATION_TOKEN is required when B24_WEBHOOK_URL is set")
+        return self
+
+    @model_validator(mode="after")
+    def _admin_token_strength(self) -> Settings:
+        """Against a real portal the admin token guards the audit and the RQ dashboard (which can delete and
+        requeue jobs): an empty, example or short one is refused rather than taken as a lock."""
+        if self.uses_sandbox or self.taskwarden_admin_token is None:
+            return self
+        problem = admin_token_problem(self.taskwarden_admin_token.get_secret_value())
+        if problem:
+            raise ValueError(f"TASKWARDEN_ADMIN_TOKEN {problem} (unset it to turn the admin API off)")
         return self
 
     @property
     def uses_sandbox(self) -> bool:
         """True when no real portal is configured and the sandbox portal stands in."""
         return self.b24_webhook_url is None
+
+
+ADMIN_TOKEN_MIN_LENGTH = 16
+_EXAMPLE_TOKENS = frozenset({"change-me", "changeme", "secret", "password", "admin", "token", "example"})
+
+
+def admin_token_problem(token: str) -> str | None:
+    """Why ``token`` cannot guard the admin API, or None when it can."""
+    if not token.strip():
+        return "is empty"
+    if token.strip().lower() in _EXAMPLE_TOKENS:
+        return "is the example value"
+    if len(token.strip()) < ADMIN_TOKEN_MIN_LENGTH:
+        return f"is shorter than {ADMIN_TOKEN_MIN_LENGTH} characters"
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:

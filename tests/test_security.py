@@ -77,6 +77,22 @@ class TestNobodyLetIn:
         assert app.debug is False
 
 
+class TestAdminToken:
+    @pytest.mark.parametrize("path", ["/audit", "/report", "/rq/"])
+    def test_empty_token_means_off(self, make_app: Callable[..., Flask], path: str) -> None:
+        """An empty TASKWARDEN_ADMIN_TOKEN is no token: the admin endpoints do not exist (404), with or without
+        a header, instead of opening to a request that sends none."""
+        client = make_app(taskwarden_admin_token="").test_client()
+        assert client.get(path).status_code == 404
+        assert client.get(path, headers={"Authorization": "Bearer "}).status_code == 404
+
+    @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+    def test_bearer_scheme_is_case_insensitive(self, client: Any, scheme: str) -> None:
+        assert client.get("/audit", headers={"Authorization": f"{scheme} {TEST_ADMIN_TOKEN}"}).status_code == 200
+        assert client.get("/audit", headers={"Authorization": f"{scheme} wrong-token"}).status_code == 401
+        assert client.get("/audit", headers={"Authorization": TEST_ADMIN_TOKEN}).status_code == 401
+
+
 class TestNothingLeaks:
     def test_secrets_absent_everywhere_after_errors(self, make_app: Callable[..., Flask], sandbox: Any,
                                                     redis: Redis) -> None:

@@ -105,3 +105,24 @@ class TestEmptyRules:
                                b24_webhook_url=f"https://x.bitrix24.com/rest/7/{SECRET}/")
         settings, ruleset = load_configuration(_env_file=None, rules_file=str(rules))  # the sandbox: allowed
         assert settings.uses_sandbox and ruleset.rules == []
+
+
+class TestTokens:
+    WEBHOOK = {"b24_webhook_url": f"https://x.bitrix24.com/rest/7/{SECRET}/", "b24_application_token": "tok-123456"}
+
+    @pytest.mark.parametrize(("token", "problem"), [
+        ("", "is empty"), ("   ", "is empty"), ("change-me", "is the example value"),
+        ("short-token", "is shorter than 16 characters")])
+    def test_weak_admin_token_refused_against_a_real_portal(self, token: str, problem: str) -> None:
+        with pytest.raises(ConfigError) as caught:
+            load_settings(_env_file=None, taskwarden_admin_token=token, **self.WEBHOOK)
+        assert str(caught.value) == f"TASKWARDEN_ADMIN_TOKEN {problem} (unset it to turn the admin API off)"
+
+    def test_strong_admin_token_and_the_sandbox_accepted(self) -> None:
+        assert load_settings(_env_file=None, taskwarden_admin_token="x" * 16, **self.WEBHOOK)
+        assert load_settings(_env_file=None, taskwarden_admin_token="").uses_sandbox  # sandbox: empty means off
+
+    def test_blank_application_token_refused(self) -> None:
+        with pytest.raises(ConfigError, match="B24_APPLICATION_TOKEN is required"):
+            load_settings(_env_file=None, b24_webhook_url=f"https://x.bitrix24.com/rest/7/{SECRET}/",
+                          b24_application_token=" ")
