@@ -11,7 +11,7 @@ import os
 bind = os.environ.get("TASKWARDEN_BIND", f"127.0.0.1:{os.environ.get('PORT', '8000')}")
 worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_connections = 1000  # gevent: clients served at once per worker
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "1000"))  # gevent: clients at once per worker
 threads = int(os.environ.get("WEB_THREADS", "4"))  # gthread only
 timeout = 30
 graceful_timeout = 20

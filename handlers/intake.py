@@ -12,7 +12,9 @@ other methods, the body limit, per-request log context, and a logged 500 for a b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from http import HTTPStatus
 from typing import Any
 
@@ -23,7 +25,7 @@ from redis.exceptions import RedisError
 import metrics
 from handlers.coalesce import coalesce
 from handlers.parse import Event
-from handlers.refusals import IntakeError, MalformedEvent, PayloadTooLarge, unexpected_error
+from handlers.refusals import BodyTimeout, IntakeError, MalformedEvent, PayloadTooLarge, unexpected_error
 from handlers.spool import Spool
 from handlers.verify import verify_member, verify_token
 from runtime import Runtime
@@ -83,7 +85,8 @@ def start_background(rt: Runtime, spool: Spool) -> None:
 def answer_event(rt: Runtime, spool: Spool, environ: dict[str, Any]) -> Answer:
     """The answer to one POST: what was queued, or why the event was refused (logged and counted)."""
     try:
-        return take_event(rt, spool, media_type(environ), read_body(environ))
+        return take_event(rt, spool, media_type(environ),
+                          read_body(environ, rt.settings.taskwarden_body_timeout))
     except IntakeError as error:
         log.info("intake.rejected", status=error.status_code, reason=error.message)
         metrics.count(rt.portal.id, "events", outcome="rejected")
@@ -144,12 +147,39 @@ def media_type(environ: dict[str, Any]) -> str:
     return str(environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower()
 
 
-def read_body(environ: dict[str, Any]) -> bytes:
+def read_body(environ: dict[str, Any], timeout: float | None = None) -> bytes:
     """Refuse an oversize body before reading it whole: the declared length first, then a capped read.
 
     As Werkzeug does: without a usable Content-Length the body is read only when the server says the
     stream ends by itself (``wsgi.input_terminated``, as for chunked bodies); otherwise it is empty.
+
+    Under gunicorn the read is bounded by ``timeout`` on the client's socket (``gunicorn.socket``): a client
+    that sends its headers and never finishes its body is answered 408 and let go, instead of holding one of
+    the worker's connections for as long as it likes, before any token was checked.
     """
+    with _read_deadline(environ.get("gunicorn.socket"), timeout):
+        return _read_body(environ)
+
+
+@contextmanager
+def _read_deadline(sock: Any, timeout: float | None) -> Iterator[None]:
+    previous = sock.gettimeout() if sock is not None and timeout else None
+    if sock is not None and timeout:
+        sock.settimeout(timeout)
+    try:
+        yield
+    except TimeoutError:  # socket.timeout, gevent's included
+        # The rest of that body may still come: stop reading the socket, so that the server sends our answer
+        # and then closes, instead of reading those bytes as the next request.
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RD)
+        raise BodyTimeout(f"body not received within {timeout:g} s") from None
+    finally:
+        if sock is not None and timeout:
+            sock.settimeout(previous)
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
     try:
         length: int | None = max(int(environ.get("CONTENT_LENGTH") or ""), 0)
     except ValueError:

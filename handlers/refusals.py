@@ -45,6 +45,11 @@ class PayloadTooLarge(IntakeError):
     code = "too_large"
 
 
+class BodyTimeout(IntakeError):
+    status_code = 408
+    code = "body_timeout"
+
+
 class UnsupportedMediaType(IntakeError):
     status_code = 415
     code = "unsupported_media_type"

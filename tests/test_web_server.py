@@ -38,7 +38,7 @@ def web(tmp_path: Path, redis: Redis) -> Iterator[tuple[str, Path]]:
 
 
 @contextmanager
-def run_web(tmp_path: Path, redis_url: str) -> Iterator[tuple[str, Path]]:
+def run_web(tmp_path: Path, redis_url: str, **extra_env: str) -> Iterator[tuple[str, Path]]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -46,7 +46,7 @@ def run_web(tmp_path: Path, redis_url: str) -> Iterator[tuple[str, Path]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("B24_", "SANDBOX_", "TASKWARDEN_", "WEB_"))}
     env |= {"PYTHONPATH": str(ROOT), "REDIS_URL": redis_url, "RULES_FILE": str(tmp_path / "rules.yaml"),
             "SANDBOX_APPLICATION_TOKEN": TEST_APP_TOKEN, "TASKWARDEN_BIND": f"127.0.0.1:{port}",
-            "WEB_CONCURRENCY": "1", "LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+            "WEB_CONCURRENCY": "1", "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", **extra_env}
     output = tmp_path / "web.log"
     with open(output, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.py"),
@@ -118,3 +118,28 @@ def test_events_spooled_in_an_outage_are_queued_when_redis_is_back(tmp_path: Pat
         poll(lambda: redis.llen(queue_key) == 2, "the drainer to queue the spooled events", timeout=20)
         assert redis.exists(*(key for key in redis.scan_iter(match="taskwarden:*:pending:*"))) == 2
         assert send(4) == (200, "queued")
+
+
+@pytest.mark.slow
+def test_stalled_bodies_are_let_go_and_genuine_events_get_through(tmp_path: Path, redis: Redis) -> None:
+    """Clients that send headers and never finish the body are answered 408 once the body timeout passes, so
+    even more of them than the worker has connections do not keep a genuine event out for good."""
+    with run_web(tmp_path, TEST_REDIS_URL, WEB_WORKER_CONNECTIONS="10", TASKWARDEN_BODY_TIMEOUT="1") as (url, _out):
+        port = int(url.rsplit(":", 1)[1])
+        stalled = []
+        for _ in range(15):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+            sock.sendall(b"POST /bitrix24/events HTTP/1.1\r\nHost: x\r\nContent-Type: " + FORM.encode()
+                         + b"\r\nContent-Length: 400\r\n\r\nevent=ONTASK")
+            stalled.append(sock)
+        answer = requests.post(f"{url}/bitrix24/events", data=event_body(4242), headers={"Content-Type": FORM},
+                               timeout=60)
+        assert answer.status_code == 200 and answer.json()["status"] == "queued"
+        for sock in stalled:
+            reply = sock.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+            rest = reply
+            while b"body_timeout" not in rest:
+                rest += sock.recv(4096)
+            assert sock.recv(4096) == b""  # and the server closed the connection: the rest is never read
+            sock.close()
