@@ -24,6 +24,11 @@ DEFAULT_AUDIT_MAX_DECISIONS = 100_000
 OUTCOMES = ("changed", "would_change", "violation", "not_allowed", "error")
 SCAN_LIMIT = 20_000
 """Most stream entries one query reads while filtering, so a rare filter cannot scan forever."""
+TASK_NOT_FOUND = "task not found or not visible to the webhook's user"
+"""The detail of a decision about a task the portal does not show (deleted, or never ours)."""
+UNKNOWN_TASKS_KEPT = 1_000
+"""Decisions about tasks the portal does not show, kept apart in a stream of their own: a flood of events for
+unknown tasks must not push the decisions that matter out of the trail's cap."""
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,10 @@ def record(redis: Redis | Pipeline, portal_id: str, decisions: list[Decision],
         return
     pipe = redis.pipeline(transaction=False) if isinstance(redis, Redis) else redis
     for decision in decisions:
-        pipe.xadd(keys.audit(portal_id), {"d": json.dumps(as_record(decision), default=str)},
-                  maxlen=max_decisions, approximate=False)
+        unknown = decision.detail == TASK_NOT_FOUND
+        pipe.xadd(keys.audit_unknown(portal_id) if unknown else keys.audit(portal_id),
+                  {"d": json.dumps(as_record(decision), default=str)},
+                  maxlen=UNKNOWN_TASKS_KEPT if unknown else max_decisions, approximate=False)
     if pipe is not redis:
         pipe.execute()
 
@@ -67,12 +74,20 @@ def as_record(decision: Decision) -> dict[str, Any]:
 
 def query(redis: Redis, portal_id: str, *, task: int | None = None, rule: str | None = None,
           outcome: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Decisions newest first, filtered by task, rule and outcome."""
+    """Decisions newest first, filtered by task, rule and outcome (both streams: the trail and the decisions
+    about tasks the portal does not show)."""
+    found = [*_query_stream(redis, keys.audit(portal_id), task, rule, outcome, limit),
+             *_query_stream(redis, keys.audit_unknown(portal_id), task, rule, outcome, limit)]
+    return sorted(found, key=lambda decision: decision["time"], reverse=True)[:limit]
+
+
+def _query_stream(redis: Redis, key: str, task: int | None, rule: str | None, outcome: str | None,
+                  limit: int) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     last: bytes | str = "+"
     scanned = 0
     while len(found) < limit and scanned < SCAN_LIMIT:
-        page: list[Any] = redis.xrevrange(keys.audit(portal_id), max=last, count=500) or []
+        page: list[Any] = redis.xrevrange(key, max=last, count=500) or []
         rows = page[1:] if last != "+" else page  # max is inclusive: skip the entry already seen
         if not rows:
             break
@@ -85,6 +100,7 @@ def query(redis: Redis, portal_id: str, *, task: int | None = None, rule: str | 
                     break
         last = page[-1][0]
     return found
+
 
 def _fits(decision: dict[str, Any], task: int | None, rule: str | None, outcome: str | None) -> bool:
     return ((task is None or decision["task_id"] == task) and (rule is None or decision["rule"] == rule)

@@ -34,6 +34,11 @@ def v3_support(portal: str) -> str:
     return _key(portal, "v3")
 
 
+def audit_unknown(portal: str) -> str:
+    """Decisions about tasks the portal does not show: a short capped stream of its own, apart from the trail."""
+    return _key(portal, "audit", "unknown")
+
+
 def elapsed_task_filter(portal: str) -> str:
     """Whether the portal's ``task.elapseditem.getlist`` filters by TASK_ID (``1``/``0``), from its manifest."""
     return _key(portal, "elapsed-task-filter")
@@ -134,3 +139,19 @@ def job_template(portal: str, digest: str) -> str:
     """The hash fields every evaluation job shares (a hash, expiring); intake's script copies it into each
     new job. ``digest`` names its content, so a changed RQ or setting never meets an old template."""
     return _key(portal, "job-template", digest)
+
+
+def sweep_skipped(portal: str, kind: str) -> str:
+    """Tasks a sweep of this kind skipped because an event job was evaluating them (a set of task ids). That
+    job may have read the task before what the sweep found, so the next sweep of the kind evaluates them."""
+    return _key(portal, "sweep-skipped", kind)
+
+
+def rules_running(portal: str) -> str:
+    """The rules digest each process last ran (a hash: ``worker:{host}`` -> digest), for ``status``."""
+    return _key(portal, "rules", "running")
+
+
+def rules_mismatches(portal: str) -> str:
+    """Jobs a worker ran with other rules than the process that queued them (a hash: ``queued->ran`` -> count)."""
+    return _key(portal, "rules", "mismatches")

@@ -39,11 +39,17 @@ RESULT_TTL_SECONDS = 3600
 SWEEP_JOB_TIMEOUT_SECONDS = 3600
 
 
-def evaluation_spec(portal_id: str, task_id: int, cause: str, event_name: str | None,
-                    event_id: str | None) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """An evaluation job's kwargs, meta (log context) and description; intake's script builds the same job."""
-    kwargs = {"portal_id": portal_id, "task_id": task_id, "cause": cause, "event_name": event_name,
-              "event_id": event_id}
+def evaluation_spec(portal_id: str, task_id: int, cause: str, event_name: str | None, event_id: str | None,
+                    rules_digest: str | None = None) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """An evaluation job's kwargs, meta (log context) and description; intake's script builds the same job.
+
+    ``rules_digest`` names the rules of the process that queued the job: a worker running other rules says
+    so loudly rather than acting on them silently.
+    """
+    kwargs: dict[str, Any] = {"portal_id": portal_id, "task_id": task_id, "cause": cause, "event_name": event_name,
+                              "event_id": event_id}
+    if rules_digest is not None:
+        kwargs["rules_digest"] = rules_digest
     meta = {"log_ctx": {"task_id": task_id, "event_id": event_id, "portal": portal_id}}
     return kwargs, meta, f"evaluate task {task_id} ({cause})"
 
@@ -58,18 +64,21 @@ def evaluation_retry() -> Retry:
 
 
 def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str = "event",
-                       event_name: str | None = None, event_id: str | None = None,
+                       event_name: str | None = None, event_id: str | None = None, rules_digest: str | None = None,
                        delay_seconds: float = 0, pipeline: Any = None) -> Job:
     """Queue one evaluation of a task with our retry and TTL policy, and list the task as waiting."""
     job_id = str(uuid4())
-    kwargs, meta, description = evaluation_spec(portal_id, task_id, cause, event_name, event_id)
+    kwargs, meta, description = evaluation_spec(portal_id, task_id, cause, event_name, event_id, rules_digest)
     options: dict[str, Any] = {
         "job_id": job_id, "kwargs": kwargs, "meta": meta, "description": description,
         "job_timeout": EVALUATION_TIMEOUT_SECONDS, "result_ttl": RESULT_TTL_SECONDS,
         "failure_ttl": FAILURE_TTL_SECONDS, "retry": evaluation_retry(),
     }
     if pipeline is not None:  # RQ watches keys on the pipeline first; ours comes after, in the same MULTI
-        job = queue.enqueue(EVALUATE_TASK, pipeline=pipeline, **options)
+        if delay_seconds:
+            job = queue.enqueue_in(dt.timedelta(seconds=delay_seconds), EVALUATE_TASK, pipeline=pipeline, **options)
+        else:
+            job = queue.enqueue(EVALUATE_TASK, pipeline=pipeline, **options)
         pipeline.hset(keys.waiting(portal_id), str(task_id), job_id)
         return job
     queue.connection.hset(keys.waiting(portal_id), str(task_id), job_id)  # before the job can be picked up

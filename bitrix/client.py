@@ -7,7 +7,7 @@ budget (a batch of 50 commands costs one), and every answer is decoded into data
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,10 @@ class Client:
             if method != "batch":
                 self._operating.observe([(method, answer.time)])
             return answer
+
+    def paused(self, methods: Iterable[str]) -> dict[str, OperationTimeLimit]:
+        """The methods among ``methods`` paused for their operating time right now (no request is made)."""
+        return self._operating.check(methods)
 
     def run(self, command: Command) -> Any:
         """Call one command and return just its result."""

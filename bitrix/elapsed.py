@@ -12,6 +12,7 @@ from typing import Any
 from bitrix.batch import Command
 from bitrix.normalize import as_int, as_str
 
+LIST_METHOD = "task.elapseditem.getlist"
 ENTRY_SELECT = ["ID", "TASK_ID", "USER_ID", "SECONDS", "COMMENT_TEXT", "CREATED_DATE"]
 PAGE_SIZE = 50
 """The most rows one getlist page returns."""
@@ -40,12 +41,12 @@ def entries_from_wire(result: Any) -> list[TimeEntry]:
 
 def list_for_task(task_id: int) -> Command:
     """All entries of one task: with a task id and no NAV_PARAMS the portal returns them all at once."""
-    return Command("task.elapseditem.getlist", [task_id, {"ID": "asc"}, {}, ENTRY_SELECT])
+    return Command(LIST_METHOD, [task_id, {"ID": "asc"}, {}, ENTRY_SELECT])
 
 
 def list_for_tasks(task_ids: list[int], page: int) -> Command:
     """Entries of several tasks, one page of 50 (positions ORDER, FILTER, SELECT, PARAMS; no task id)."""
-    return Command("task.elapseditem.getlist", [{"ID": "asc"}, {"TASK_ID": task_ids}, ENTRY_SELECT,
+    return Command(LIST_METHOD, [{"ID": "asc"}, {"TASK_ID": task_ids}, ENTRY_SELECT,
                                                 {"NAV_PARAMS": {"nPageSize": PAGE_SIZE, "iNumPage": page}}])
 
 

@@ -9,6 +9,8 @@ from typing import Any
 from bitrix.batch import Command
 from bitrix.normalize import as_datetime, as_int
 
+LIST_METHOD = "tasks.task.list"
+
 TASK_SELECT = ["ID", "TITLE", "STATUS", "GROUP_ID", "RESPONSIBLE_ID", "CREATED_BY", "CREATED_DATE",
                "CHANGED_DATE", "DEADLINE", "CLOSED_DATE"]
 TIME_SPENT = "TIME_SPENT_IN_LOGS"
@@ -38,7 +40,7 @@ def select(userfields: tuple[str, ...] = (), time_spent: bool = False) -> list[s
 
 def list_by_ids(task_ids: list[int], userfields: tuple[str, ...] = (), time_spent: bool = False) -> Command:
     """Up to 50 tasks in one command: ``tasks.task.list`` filtered by ID, a narrow select, no COUNT(*)."""
-    return Command("tasks.task.list", {"order": {"ID": "asc"}, "filter": {"ID": task_ids},
+    return Command(LIST_METHOD, {"order": {"ID": "asc"}, "filter": {"ID": task_ids},
                                        "select": select(userfields, time_spent), "start": -1})
 
 

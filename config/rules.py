@@ -7,6 +7,8 @@ administrator can fix the file without reading a traceback.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -152,6 +154,12 @@ class RuleSet(StrictModel):
         """Event names at least one rule listens to; anything else is answered ``ignored``. Computed once:
         intake asks on every event, and a rule set never changes after loading (frozen)."""
         return frozenset(event for rule in self.rules for event in rule.events)
+
+    @cached_property
+    def digest(self) -> str:
+        """Names this rule set's content (12 hex digits): two processes with equal digests run the same rules."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def params(self, rule: Rule) -> Any:
         """The rule's parameters as their policy's model (validated at load)."""

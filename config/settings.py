@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     taskwarden_audit_max_decisions: int = Field(100_000, ge=100)
     taskwarden_pass_size: int = Field(2500, ge=1, le=10_000)
     """Tasks one evaluation job takes along in a shared pass."""
+    taskwarden_max_waiting: int = Field(50_000, ge=0)
+    """Most tasks waiting for an evaluation per portal (~2.5 KB of Redis each); beyond it intake spools to
+    disk and queues later. 0: no limit."""
     taskwarden_body_timeout: float = Field(10.0, gt=0)
     """Seconds a client has to send an event's body once its headers are in (under gunicorn)."""
     spool_dir: str = "./var/spool"

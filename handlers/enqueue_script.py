@@ -47,18 +47,24 @@ COALESCE_ENQUEUE = """
 -- KEYS[5] the portal's waiting hash (task id -> its queued job's id; shared passes claim from it)
 -- KEYS[6] the job template: the hash fields every evaluation job shares
 -- ARGV[1] pending value (event id)     ARGV[2] pending TTL in seconds     ARGV[3] job id
--- ARGV[4] the task id                  ARGV[5..] this job's own fields: name, value, name, value, ...
+-- ARGV[4] the task id                  ARGV[5] most tasks waiting at once (0: no limit)
+-- ARGV[6..] this job's own fields: name, value, name, value, ...
 -- Returns 1 when the mark was set and the job queued, 0 when an evaluation already waits,
--- -1 (nothing written) when the template is missing: the caller writes it and calls again.
+-- -1 (nothing written) when the template is missing: the caller writes it and calls again,
+-- -2 (nothing written) when the portal already has as many tasks waiting as it may.
 if redis.call('EXISTS', KEYS[6]) == 0 then
     return -1
 end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+if redis.call('EXISTS', KEYS[1]) == 1 then
     return 0
 end
+if tonumber(ARGV[5]) > 0 and redis.call('HLEN', KEYS[5]) >= tonumber(ARGV[5]) then
+    return -2
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('COPY', KEYS[6], KEYS[3])
 redis.call('PERSIST', KEYS[3])  -- COPY copies the template's expiry too; a queued RQ job has none
-redis.call('HSET', KEYS[3], unpack(ARGV, 5))
+redis.call('HSET', KEYS[3], unpack(ARGV, 6))
 redis.call('SADD', KEYS[2], KEYS[4])
 redis.call('RPUSH', KEYS[4], ARGV[3])
 redis.call('HSET', KEYS[5], ARGV[4], ARGV[3])
@@ -85,9 +91,10 @@ _templates: dict[tuple[Any, ...], JobTemplate] = {}
 
 
 def evaluation_job(queue: Queue, portal_id: str, task_id: int, *, cause: str, event_name: str | None,
-                   event_id: str | None) -> Job:
+                   event_id: str | None, rules_digest: str | None = None) -> Job:
     """The job ``queueing.enqueue_evaluation`` would queue, built by RQ in memory only."""
-    kwargs, meta, description = queueing.evaluation_spec(portal_id, task_id, cause, event_name, event_id)
+    kwargs, meta, description = queueing.evaluation_spec(portal_id, task_id, cause, event_name, event_id,
+                                                         rules_digest)
     job = queue.create_job(queueing.EVALUATE_TASK, kwargs=kwargs, timeout=queueing.EVALUATION_TIMEOUT_SECONDS,
                            result_ttl=queueing.RESULT_TTL_SECONDS, failure_ttl=queueing.FAILURE_TTL_SECONDS,
                            retry=queueing.evaluation_retry(), meta=meta, description=description)
@@ -96,26 +103,36 @@ def evaluation_job(queue: Queue, portal_id: str, task_id: int, *, cause: str, ev
 
 
 def queue_unless_pending(redis: Redis, queue: Queue, portal_id: str, task_id: int, *, event_name: str,
-                         event_id: str, pending_key: str, pending_ttl: int, waiting_key: str) -> bool:
+                         event_id: str, pending_key: str, pending_ttl: int, waiting_key: str,
+                         rules_digest: str | None = None, max_waiting: int = 0) -> bool:
     """Set the task's pending mark and, only if it was not set, queue its evaluation; one round trip.
 
     Returns:
         True when this call queued the evaluation, False when one already waits (nothing written).
+
+    Raises:
+        QueueFull: ``max_waiting`` tasks (if > 0) already wait; nothing was written.
     """
     template = job_template(queue)
     job_id = new_job_id()
     template_key = keys.job_template(portal_id, template.digest)
     script_keys = (pending_key, queue.redis_queues_keys, queue.job_class.key_for(job_id), queue.key, waiting_key,
                    template_key)
-    args = (event_id, pending_ttl, job_id, task_id,
-            *own_fields(template, portal_id, task_id, "event", event_name, event_id))
+    args = (event_id, pending_ttl, job_id, task_id, max_waiting,
+            *own_fields(template, portal_id, task_id, "event", event_name, event_id, rules_digest))
     answer = run_script(redis, script(redis, COALESCE_ENQUEUE), script_keys, args)
     if answer == -1:  # first event after a deploy, a flush or the template's expiry
         write_template(redis, template_key, template)
         answer = run_script(redis, script(redis, COALESCE_ENQUEUE), script_keys, args)
         if answer == -1:
             raise ResponseError("the job template vanished as soon as it was written")
+    if answer == -2:
+        raise QueueFull(f"{max_waiting} tasks already wait to be evaluated")
     return bool(answer == 1)
+
+
+class QueueFull(Exception):
+    """The portal has as many tasks waiting as ``TASKWARDEN_MAX_WAITING`` allows: Redis takes no more."""
 
 
 def new_job_id() -> str:
@@ -136,11 +153,12 @@ def write_template(redis: Redis, key: str, template: JobTemplate) -> None:
 
 
 def own_fields(template: JobTemplate, portal_id: str, task_id: int, cause: str, event_name: str | None,
-               event_id: str | None) -> list[Any]:
+               event_id: str | None, rules_digest: str | None = None) -> list[Any]:
     """The per-job hash fields, serialised as ``Job.to_dict`` serialises them, except that ``data`` is
     left uncompressed: ``Job.restore`` takes it either way, and compressing ~200 bytes per event cost
     more than it saved."""
-    kwargs, meta, description = queueing.evaluation_spec(portal_id, task_id, cause, event_name, event_id)
+    kwargs, meta, description = queueing.evaluation_spec(portal_id, task_id, cause, event_name, event_id,
+                                                         rules_digest)
     stamp = rq_timestamp(time.time())
     dumps = template.dumps
     return ["created_at", stamp, "data", dumps((template.func_name, None, (), kwargs)),

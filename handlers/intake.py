@@ -22,8 +22,10 @@ import orjson
 import structlog
 from redis.exceptions import RedisError
 
+import keys
 import metrics
 from handlers.coalesce import coalesce
+from handlers.enqueue_script import QueueFull
 from handlers.parse import Event
 from handlers.refusals import BodyTimeout, IntakeError, MalformedEvent, PayloadTooLarge, unexpected_error
 from handlers.spool import Spool
@@ -54,7 +56,10 @@ class IntakeMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not self.serving:
             self.serving = True
-            start_background(self.rt, self.spool)
+            try:
+                start_background(self.rt, self.spool)
+            except Exception:  # a bug there must not fail the request that happened to come first
+                log.exception("intake.background_failed")
         if environ.get("PATH_INFO") not in PATHS:
             return self.wsgi_app(environ, start_response)
         headers = [("Content-Type", "application/json")]
@@ -78,6 +83,8 @@ def start_background(rt: Runtime, spool: Spool) -> None:
     """A serving process's threads: the metrics flusher, and the spool's drainer when a process that died
     while Redis was down left events behind."""
     metrics.start_flusher(rt.redis)
+    with suppress(RedisError):  # Redis may be away at start; the workers' entries still show in `status`
+        rt.redis.hset(keys.rules_running(rt.portal.id), f"web:{socket.gethostname()}", rt.rules.digest)
     if spool.pending_files():
         spool.start_drainer(rt.redis, queue_spooled(rt))
 
@@ -111,8 +118,9 @@ def take_event(rt: Runtime, spool: Spool, content_type: str, body: bytes) -> Ans
         raise MalformedEvent("no task id in data[FIELDS_AFTER][ID] or data[FIELDS_BEFORE][ID]")
     try:
         status = coalesce(rt.redis, rt.queue(), rt.portal.id, event.task_id, event_name=event.name,
-                          event_id=event_id)
-    except RedisError as exc:
+                          event_id=event_id, rules_digest=rt.rules.digest,
+                          max_waiting=rt.settings.taskwarden_max_waiting)
+    except (RedisError, QueueFull) as exc:
         return _spool(rt, spool, {"event_name": event.name, "task_id": event.task_id, "event_id": event_id}, exc)
     log.info(f"intake.{status}", event_name=event.name)
     metrics.count(rt.portal.id, "events", outcome=status)
@@ -122,23 +130,26 @@ def take_event(rt: Runtime, spool: Spool, content_type: str, body: bytes) -> Ans
 
 
 def _spool(rt: Runtime, spool: Spool, record: dict[str, Any], cause: Exception) -> Answer:
-    """Redis is down: keep the verified event on disk and answer 202; it is queued when Redis is back."""
+    """Redis is down, or the portal has as many tasks waiting as it may: keep the verified event on disk and
+    answer 202; it is queued when Redis answers and the queue has room again."""
     try:
         spool.append(record)
     except OSError as exc:
         log.error("intake.spool_failed", error=type(exc).__name__, redis_error=type(cause).__name__)
         return 503, {"status": "unavailable", "event_id": record["event_id"], "reason": "queue and spool unavailable"}
     spool.start_drainer(rt.redis, queue_spooled(rt))
-    log.warning("intake.spooled", redis_error=type(cause).__name__)
-    metrics.count(rt.portal.id, "events", outcome="spooled")
-    return 202, {"status": "spooled", "event_id": record["event_id"]}
+    full = isinstance(cause, QueueFull)
+    log.warning("intake.spooled", reason="queue_full" if full else "redis", redis_error=type(cause).__name__)
+    metrics.count(rt.portal.id, "events", outcome="queue_full" if full else "spooled")
+    return 202, {"status": "spooled", "event_id": record["event_id"], **({"reason": "queue_full"} if full else {})}
 
 
 def queue_spooled(rt: Runtime) -> Callable[[dict[str, Any]], str]:
     """How a spooled event is queued once Redis is back: exactly like a fresh one (coalescing applies)."""
     def handle(record: dict[str, Any]) -> str:
         return coalesce(rt.redis, rt.queue(), rt.portal.id, record["task_id"], event_name=record["event_name"],
-                        event_id=record["event_id"])
+                        event_id=record["event_id"], rules_digest=rt.rules.digest,
+                        max_waiting=rt.settings.taskwarden_max_waiting)
     return handle
 
 

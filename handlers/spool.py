@@ -1,4 +1,5 @@
-"""The intake spool: verified events kept on disk while Redis is unreachable (SPEC section 3).
+"""The intake spool: verified events kept on disk while Redis is unreachable (SPEC section 3), or while
+the portal has as many tasks waiting as ``TASKWARDEN_MAX_WAITING`` allows.
 
 Each process appends to its own JSON-lines file (``events-{host}-{pid}.jsonl``), flushed and fsynced
 before intake answers ``202 spooled``. When Redis answers again, a background thread drains it: each
@@ -25,6 +26,8 @@ from typing import Any
 import structlog
 from redis import Redis
 from redis.exceptions import RedisError
+
+from handlers.enqueue_script import QueueFull
 
 log = structlog.get_logger(__name__)
 
@@ -92,9 +95,9 @@ class Spool:
                 continue
             try:
                 self._drain_file(redis, claimed, handle, result)
-            except RedisError:
+            except (RedisError, QueueFull) as stopped:  # the rest waits on disk for the next attempt
                 result.complete = False
-                log.warning("spool.drain_interrupted", file=claimed.name)
+                log.warning("spool.drain_interrupted", file=claimed.name, reason=type(stopped).__name__)
                 return result
             claimed.unlink(missing_ok=True)
         if result.queued or result.duplicate or result.rejected:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
 from redis import Redis
 
 import audit
@@ -33,3 +37,24 @@ class TestAuditTrail:
         """A filter that matches only old entries is still found across pages of the stream."""
         audit.record(redis, "p", [decision(7, rule="rare")] + [decision(i) for i in range(1200)])
         assert [d["task_id"] for d in audit.query(redis, "p", rule="rare")] == [7]
+
+
+class TestUnknownTasks:
+    def test_a_flood_of_unknown_tasks_keeps_the_trail(self, make_app: Callable[..., Flask], sandbox: Any,
+                                                      redis: Redis) -> None:
+        """Decisions about tasks the portal does not show go to a short stream of their own: a flood of them
+        leaves the trail's real decisions where they are, and each is still found by task."""
+        from workers.evaluation import Trigger, evaluate_tasks
+
+        app = make_app(taskwarden_audit_max_decisions=100)
+        rt = app.extensions["taskwarden"]
+        task_id = sandbox.add_task(TITLE="t")
+        sandbox.add_entry(task_id, 40000, "long")
+        evaluate_tasks(rt, [task_id], Trigger("event", "ONTASKUPDATE"))
+        unknown = list(range(9_000_001, 9_000_301))
+        evaluate_tasks(rt, unknown, Trigger("event", "ONTASKUPDATE"))
+        assert [d["task_id"] for d in audit.query(rt.redis, rt.portal.id, outcome="changed")] == [task_id]
+        [gone] = audit.query(rt.redis, rt.portal.id, task=unknown[7])
+        assert (gone["outcome"], gone["detail"]) == ("error", audit.TASK_NOT_FOUND)
+        assert redis.xlen(keys.audit(rt.portal.id)) == 1
+        assert redis.xlen(keys.audit_unknown(rt.portal.id)) == len(unknown)

@@ -34,6 +34,7 @@ class TestCompose:
         assert all("healthcheck" in service for service in services.values())
         assert services["worker"]["deploy"]["replicas"] == 2
         assert "--appendonly" in services["redis"]["command"] and "noeviction" in services["redis"]["command"]
+        assert "--maxmemory" in services["redis"]["command"]  # noeviction alone lets Redis grow until the host dies
         assert services["web"]["command"] == ["gunicorn", "-c", "config/gunicorn.py", "app:create_app()"]
 
     def test_refuses_to_start_without_a_portal(self) -> None:

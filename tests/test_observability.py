@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,21 @@ from flask import Flask
 from redis import Redis
 from rq.executions import Execution
 
+from logging_setup import capture_output
 from queueing import enqueue_evaluation
 from workers.jobs import evaluate_task
 
-from .helpers import FORM, TEST_ADMIN_TOKEN, TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET, event_body, poll, run_worker
+from .helpers import (
+    DEFAULT_RULES,
+    FORM,
+    TEST_ADMIN_TOKEN,
+    TEST_APP_TOKEN,
+    TEST_REDIS_URL,
+    TEST_SECRET,
+    event_body,
+    poll,
+    run_worker,
+)
 
 ROOT = Path(__file__).parent.parent
 
@@ -168,3 +180,28 @@ class TestStatus:
         assert data["budget"]["tokens_left"] <= data["budget"]["burst"] == 50
         assert data["decisions_last_hour"] == {"changed": 1}
         assert [s["kind"] for s in data["sweeps"]] == ["entries", "tasks", "full"]
+
+
+class TestRulesDigest:
+    def test_worker_with_other_rules_says_so(self, make_app: Callable[..., Flask], sandbox: Any) -> None:
+        """Each job carries the digest of the rules it was queued with; a worker running other rules acts on its
+        own, logs it loudly, counts it, and `status` shows the difference."""
+        web = make_app()
+        worker = make_app(DEFAULT_RULES.replace("28800", "3600"))
+        task_id = sandbox.add_task(TITLE="t")
+        web.test_client().post("/bitrix24/events", data=event_body(task_id), content_type=FORM)
+        with capture_output() as lines:
+            run_worker(worker)
+        [logged] = [json.loads(line) for line in lines.getvalue().splitlines() if '"rules.mismatch"' in line]
+        web_rules, worker_rules = web.extensions["taskwarden"].rules.digest, worker.extensions["taskwarden"].rules.digest
+        assert (logged["queued_with"], logged["worker_rules"], logged["level"]) == (web_rules, worker_rules, "error")
+        status = json.loads(web.test_cli_runner().invoke(args=["status", "--json"]).stdout)["rules"]
+        assert status["mismatches"] == {f"{web_rules}->{worker_rules}": 1} and not status["all_same"]
+        assert "DIFFERENT RULES RUNNING" in web.test_cli_runner().invoke(args=["status"]).stdout
+
+    def test_same_rules_no_alarm(self, app: Flask, sandbox: Any) -> None:
+        app.test_client().post("/bitrix24/events", data=event_body(sandbox.add_task(TITLE="t")), content_type=FORM)
+        run_worker(app)
+        status = json.loads(app.test_cli_runner().invoke(args=["status", "--json"]).stdout)["rules"]
+        assert status["all_same"] and status["mismatches"] == {}
+        assert set(status["running"].values()) == {app.extensions["taskwarden"].rules.digest}

@@ -10,10 +10,11 @@ from typing import Any
 from flask import Flask
 from redis import Redis
 
+import keys
 import queueing
 from handlers.spool import Spool
 
-from .helpers import FORM, event_body, poll
+from .helpers import FORM, event_body, poll, run_worker
 from .redis_process import RedisProcess
 
 
@@ -126,3 +127,27 @@ class TestOutage:
         kept = spool_dir / f"events-{host}-{os.getpid()}.jsonl.draining-1"
         kept.write_text("")
         assert Spool(str(spool_dir), lambda digest: digest).pending_files() == [kept]
+
+
+class TestQueueBound:
+    def test_events_beyond_the_cap_wait_on_disk_and_are_queued_later(self, make_app: Callable[..., Flask],
+                                                                     redis: Redis, sandbox: Any) -> None:
+        """At TASKWARDEN_MAX_WAITING tasks waiting, Redis takes no more: a new task's event is spooled (202,
+        queue_full) and queued once the workers made room; an event for a waiting task is still a duplicate."""
+        app = make_app(taskwarden_max_waiting=3)
+        rt = app.extensions["taskwarden"]
+        client = app.test_client()
+        task_ids = [sandbox.add_task(TITLE=f"t{i}") for i in range(5)]
+        answers = [client.post("/bitrix24/events", data=event_body(t), content_type=FORM).get_json()
+                   for t in task_ids]
+        assert [a["status"] for a in answers] == ["queued"] * 3 + ["spooled"] * 2
+        assert {a.get("reason") for a in answers[3:]} == {"queue_full"}
+        assert client.post("/bitrix24/events", data=event_body(task_ids[0], ts=5),
+                           content_type=FORM).get_json()["status"] == "duplicate"
+        assert redis.hlen(keys.waiting(rt.portal.id)) == 3
+        run_worker(app)  # the three are evaluated: room again
+        poll(lambda: {int(t) for t in redis.hkeys(keys.waiting(rt.portal.id))} == set(task_ids[3:]),
+             "the spooled events to be queued")
+        run_worker(app)
+        assert redis.hlen(keys.waiting(rt.portal.id)) == 0
+        assert not app.extensions["taskwarden_spool"].pending_files()

@@ -32,6 +32,7 @@ COUNTERS = {
     "rest_requests": ("HTTP requests to the Bitrix24 REST API, by method and answer code.", ("method", "code")),
     "budget_wait_seconds": ("Seconds spent waiting for the shared request budget.", ()),
     "operating_pauses": ("Methods paused for their operating-time budget.", ("method",)),
+    "rules_mismatches": ("Jobs a worker ran with other rules than the process that queued them.", ()),
 }
 
 

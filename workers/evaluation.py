@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import structlog
 
+import audit
 from audit import Decision
 from bitrix import elapsed, tasks
 from bitrix.batch import MAX_COMMANDS, BatchResult, Command
@@ -118,6 +119,9 @@ def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
     tasks come first, with their logged time, and only the tasks over the cap get their entries read.
     Further pages, only when a group has more than 50 entries, follow in one more batch.
     """
+    paused = paused_read(rt, needs)
+    if paused is not None:
+        raise paused
     groups = _groups(task_ids)
     select_spent = needs.entries and needs.entries_over is not None and _spent_first(len(groups))
     commands = {f"t{index}": tasks.list_by_ids(group, needs.userfields, time_spent=select_spent)
@@ -133,6 +137,21 @@ def read_states(rt: Runtime, task_ids: list[int], needs: Needs,
     else:
         _read_further_entry_pages(rt, entry_groups, answers)
     return _states(task_ids, found, groups, entry_groups, answers, trigger)
+
+
+def read_methods(needs: Needs) -> list[str]:
+    """The methods reading tasks for ``needs`` calls: a pass cannot do without any of them."""
+    return [tasks.LIST_METHOD, *([elapsed.LIST_METHOD] if needs.entries else [])]
+
+
+def paused_read(rt: Runtime, needs: Needs) -> OperationTimeLimit | None:
+    """The pause (the one ending last) of a method reading for ``needs`` needs, or None when all are open.
+
+    Asked before a pass sends anything: while the task read is paused, a request carrying only the rest of
+    the read would be spent for nothing, and its tasks would come straight back to be read again.
+    """
+    paused = list(rt.client.paused(read_methods(needs)).values())
+    return max(paused, key=lambda error: error.reset_at or 0) if paused else None
 
 
 def read_entries(rt: Runtime, task_ids: list[int]) -> dict[int, list[TimeEntry]]:
@@ -221,7 +240,7 @@ def _states(task_ids: list[int], found: dict[int, Task], groups: list[list[int]]
             log.info("evaluation.task_not_visible", task_id=task_id)
             failures.append(Decision(rule="*", policy="*", mode="-", task_id=task_id, entity="task", before=None,
                                      after=None, outcome="error", cause=trigger.cause, event_id=trigger.event_id,
-                                     detail="task not found or not visible to the webhook's user"))
+                                     detail=audit.TASK_NOT_FOUND))
             continue
         states.append(TaskState(found[task_id], entries.get(task_id, [])))
     return states, failures

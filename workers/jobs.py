@@ -9,7 +9,7 @@ A job evaluates its task in a shared pass with other waiting tasks (``workers.pa
 
 from __future__ import annotations
 
-import time
+import socket
 from dataclasses import asdict
 from typing import Any
 
@@ -21,9 +21,10 @@ import metrics
 import runtime
 from bitrix.errors import OperationTimeLimit
 from queueing import enqueue_evaluation
+from runtime import Runtime
 from workers.evaluation import Trigger
 from workers.locks import KeptLock
-from workers.passes import shared_pass, take_own_task
+from workers.passes import BUSY_RETRY_SECONDS, pause_delay, shared_pass, take_own_task
 from workers.sweeps import SweepBusy, run_sweep
 
 log = structlog.get_logger(__name__)
@@ -32,11 +33,10 @@ LOCK_TTL_SECONDS = 15
 """A task lock's TTL, renewed every 5 s while its evaluation runs: a killed worker frees it within 15 s."""
 LOCK_WAIT_SECONDS = 10
 """How long a job waits for the task's running evaluation before stepping back in the queue."""
-BUSY_RETRY_SECONDS = 5
 
 
 def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name: str | None = None,
-                  event_id: str | None = None) -> dict[str, Any]:
+                  event_id: str | None = None, rules_digest: str | None = None) -> dict[str, Any]:
     """Evaluate this task, and with it up to TASKWARDEN_PASS_SIZE - 1 others that wait (one shared pass).
 
     Every waiting task is in the portal's waiting hash with the id of its queued job. A job first takes
@@ -47,6 +47,7 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
     """
     rt = runtime.current()
     rt.portal_by_id(portal_id)  # a job for a portal we do not serve fails loudly, it is not guessed at
+    check_rules(rt, portal_id, rules_digest)
     job = get_current_job()
     inflight = keys.inflight(portal_id, job.id if job else f"direct-{task_id}")
     rerun = bool(rt.redis.exists(inflight))  # this job was killed mid-pass and is run again by RQ
@@ -68,7 +69,7 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
                                              rerun=rerun)
     except OperationTimeLimit as paused:
         # The portal blocked a method for a while: come back when it is open again, keeping our retries.
-        delay = max(BUSY_RETRY_SECONDS, (paused.reset_at or 0) - time.time())
+        delay = pause_delay(paused)
         enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name,
                            event_id=event_id, delay_seconds=delay)
         rt.redis.delete(inflight)  # after the task is listed again, so that no moment loses it
@@ -86,6 +87,20 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
     log.info("evaluation.done", task_id=task_id, tasks=tasks_done, decisions=len(decisions),
              changed=outcomes.count("changed"), requests=rt.client.stats.requests)
     return {"status": "done", "tasks": tasks_done, "decisions": len(decisions), "outcomes": outcomes}
+
+
+def check_rules(rt: Runtime, portal_id: str, queued_with: str | None) -> None:
+    """Note which rules this worker runs (for ``status``), and say loudly when the process that queued the job
+    runs other ones: the worker acts on its own rules, and the operator should know they differ."""
+    ours = rt.rules.digest
+    pipe = rt.redis.pipeline(transaction=False)
+    pipe.hset(keys.rules_running(portal_id), f"worker:{socket.gethostname()}", ours)
+    if queued_with is not None and queued_with != ours:
+        pipe.hincrby(keys.rules_mismatches(portal_id), f"{queued_with}->{ours}", 1)
+        log.error("rules.mismatch", queued_with=queued_with, worker_rules=ours,
+                  hint="the web and the workers run different rules files: restart every process with the same one")
+        metrics.count(portal_id, "rules_mismatches")
+    pipe.execute()
 
 
 def run_sweep_job(portal_id: str, kind: str) -> dict[str, Any]:

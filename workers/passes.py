@@ -10,20 +10,24 @@ rerun by RQ takes the same tasks up again.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
 
 import keys
+from bitrix.errors import OperationTimeLimit
 from queueing import enqueue_evaluation
 from redis_scripts import script
 from runtime import Runtime
-from workers.evaluation import Trigger, evaluate_tasks
+from workers.evaluation import Trigger, evaluate_tasks, needs_of, paused_read
 from workers.locks import concurrency_guard, task_locks
 
 log = structlog.get_logger(__name__)
 
+BUSY_RETRY_SECONDS = 5
+"""Shortest delay before a task comes back: after a pause, or while another evaluation of it runs."""
 INFLIGHT_TTL_SECONDS = 86400
 """How long the tasks of a pass stay noted for a rerun of its job (after a SIGKILL)."""
 CLAIMED_LOCK_TTL_SECONDS = 15
@@ -49,9 +53,14 @@ def shared_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigge
     worker is killed, RQ runs the same job again (``rerun``) and it takes the same tasks up, since their
     own jobs may meanwhile have ended as "coalesced".
     """
-    claimed = _noted(rt, task_id, inflight) if rerun else _claim(rt, portal_id, inflight)
+    paused = paused_read(rt, needs_of(rt.rules))
+    # While a read method is paused, a new pass claims nobody (the others wait where they are); a rerun has
+    # its noted tasks already and gives them jobs for after the pause.
+    claimed = _noted(rt, task_id, inflight) if rerun else [] if paused else _claim(rt, portal_id, inflight)
     requeued: list[int] = []
     try:
+        if paused is not None:
+            raise paused
         with task_locks(rt.redis, portal_id, claimed, CLAIMED_LOCK_TTL_SECONDS) as held:
             busy = sorted(set(claimed) - set(held))
             if busy:  # being evaluated elsewhere right now: queue them again for after that
@@ -61,9 +70,10 @@ def shared_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigge
             with concurrency_guard(rt.redis, portal_id, [task_id, *held]):
                 decisions = [d for each, ids in triggers.items()
                              for d in evaluate_tasks(rt, ids, each, event_ids=event_ids)]
-    except BaseException:  # the others get jobs of their own again; ours is retried by RQ, and the caller
-        _requeue(rt, portal_id, sorted(set(claimed) - set(requeued)), trigger)  # drops the note once its
-        raise  # own task is listed again
+    except BaseException as error:  # the others get jobs of their own again (after a pause, if that was it);
+        # ours is retried by RQ or comes back after the pause, and the caller drops the note once it is listed
+        _requeue(rt, portal_id, sorted(set(claimed) - set(requeued)), trigger, delay_seconds=pause_delay(error))
+        raise
     rt.redis.delete(inflight)
     return decisions, 1 + len(held)
 
@@ -91,15 +101,22 @@ def _claim(rt: Runtime, portal_id: str, inflight: str) -> list[int]:
     return claimed
 
 
-def _requeue(rt: Runtime, portal_id: str, task_ids: list[int], trigger: Trigger) -> None:
+def _requeue(rt: Runtime, portal_id: str, task_ids: list[int], trigger: Trigger, delay_seconds: float = 0) -> None:
     """Give claimed tasks fresh jobs of their own (their queued jobs were taken off the queue)."""
     if not task_ids:
         return
     with rt.redis.pipeline() as pipe:
         for task_id in task_ids:
             enqueue_evaluation(rt.queue(), portal_id, task_id, cause=trigger.cause, event_name=trigger.event_name,
-                               pipeline=pipe)
+                               delay_seconds=delay_seconds, pipeline=pipe)
         pipe.execute()
+
+
+def pause_delay(error: BaseException) -> float:
+    """Seconds until a paused method opens again (at least ``BUSY_RETRY_SECONDS``); 0 for other errors."""
+    if not isinstance(error, OperationTimeLimit):
+        return 0
+    return max(BUSY_RETRY_SECONDS, (error.reset_at or 0) - time.time())
 
 
 # KEYS[1] the waiting hash, KEYS[2] the job's inflight set; ARGV[1] how many, ARGV[2] the set's TTL.

@@ -24,7 +24,15 @@ def collect_status(rt: Runtime) -> dict[str, Any]:
     """Everything ``flask --app app status`` shows, as plain data (``--json`` prints it as is)."""
     return {"portal": rt.portal.id, "queues": _queues(rt), "workers": _workers(rt), "budget": _budget(rt),
             "sweeps": _sweeps(rt), "failed": [job.__dict__ for job in failed_jobs(rt, limit=5)],
-            "decisions_last_hour": _recent_decisions(rt)}
+            "decisions_last_hour": _recent_decisions(rt), "rules": _rules(rt)}
+
+
+def _rules(rt: Runtime) -> dict[str, Any]:
+    """This command's rules digest, each process's, and jobs run with other rules than they were queued with."""
+    running = {_text(k): _text(v) for k, v in rt.redis.hgetall(keys.rules_running(rt.portal.id)).items()}
+    mismatches = {_text(k): int(v) for k, v in rt.redis.hgetall(keys.rules_mismatches(rt.portal.id)).items()}
+    return {"local": rt.rules.digest, "running": running, "mismatches": mismatches,
+            "all_same": all(digest == rt.rules.digest for digest in running.values()) and not mismatches}
 
 
 def _queues(rt: Runtime) -> list[dict[str, Any]]:
@@ -108,6 +116,12 @@ def render(status: dict[str, Any]) -> str:
         cursor = sweep["cursor"] or "-"
         lines.append(f"  {sweep['kind']:<8} {sweep['schedule']:<14} last {done}{state}  cursor {cursor}")
     lines += ["", "Failed jobs"] + ([f"  {job['id']}  {job['reason']}" for job in status["failed"]] or ["  none"])
+    rules = status["rules"]
+    lines += ["", f"Rules   local {rules['local']}" + ("" if rules["all_same"] else "   DIFFERENT RULES RUNNING:")]
+    lines += [f"  {process:<32} {digest}{'' if digest == rules['local'] else '  <- differs'}"
+              for process, digest in sorted(rules["running"].items())]
+    lines += [f"  jobs queued with {pair.replace('->', ' ran with ')}: {count}"
+              for pair, count in sorted(rules["mismatches"].items())]
     recent = status["decisions_last_hour"]
     lines += ["", "Decisions in the last hour: " + (", ".join(f"{k} {v}" for k, v in sorted(recent.items())) or "none")]
     return "\n".join(lines)
