@@ -10,6 +10,10 @@ from __future__ import annotations
 PREFIX = "taskwarden"
 
 
+PORTALS = f"{PREFIX}:portals"
+"""Application mode: the member ids of the installed portals (a set); each portal's record is its own hash."""
+
+
 def _key(portal: str, *parts: object) -> str:
     return ":".join((PREFIX, portal, *(str(part) for part in parts)))
 
@@ -155,3 +159,18 @@ def rules_running(portal: str) -> str:
 def rules_mismatches(portal: str) -> str:
     """Jobs a worker ran with other rules than the process that queued them (a hash: ``queued->ran`` -> count)."""
     return _key(portal, "rules", "mismatches")
+
+
+def portal_record(portal: str) -> str:
+    """Application mode: the portal's record (a hash; tokens sealed)."""
+    return _key(portal, "portal")
+
+
+def token_refresh_lock(portal: str) -> str:
+    """Held by the one process refreshing the portal's OAuth tokens; the others wait and use its result."""
+    return _key(portal, "lock", "token-refresh")
+
+
+def last_event(portal: str) -> str:
+    """When the portal's last event arrived (Unix seconds)."""
+    return _key(portal, "last-event")

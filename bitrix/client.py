@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from redis import Redis
@@ -27,6 +27,14 @@ from config.portal import Portal
 log = structlog.get_logger(__name__)
 
 
+class TokenSource(Protocol):
+    """An installed application's access tokens (``portals.tokens.PortalTokens``)."""
+
+    def access_token(self) -> str: ...
+
+    def refresh(self, stale: str) -> str: ...
+
+
 @dataclass
 class ClientStats:
     """What this client spent: HTTP requests sent and seconds waited for the budget or backoff."""
@@ -40,8 +48,9 @@ class Client:
     """Calls one portal's REST API through its inbound webhook."""
 
     def __init__(self, portal: Portal, redis: Redis, transport: Transport | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, tokens: TokenSource | None = None) -> None:
         self.portal = portal
+        self._tokens = tokens
         self.stats = ClientStats()
         self._transport = transport or Transport(portal)
         self._budget = RequestBudget(redis, portal, sleep=sleep)
@@ -62,6 +71,8 @@ class Client:
         if method != "batch" and (paused := self._operating.check([method])):
             raise paused[method.lower()]
         attempt = 0
+        token = self._tokens.access_token() if self._tokens is not None else None
+        refreshed = False
         while True:
             attempt += 1
             waited = self._budget.acquire()
@@ -70,10 +81,14 @@ class Client:
             if waited:
                 metrics.count(self.portal.id, "budget_wait_seconds", waited)
             try:
-                raw = self._transport.send(method, params, v3=v3, idempotency_key=idempotency_key)
+                raw = self._transport.send(method, params, v3=v3, idempotency_key=idempotency_key,
+                                           access_token=token)
                 answer = decode_response(method, raw.status, raw.body, raw.replayed)
             except BitrixError as error:
                 metrics.count(self.portal.id, "rest_requests", method=method, code=error.code[:64])
+                if error.code == "expired_token" and self._tokens is not None and not refreshed:
+                    token, refreshed = self._tokens.refresh(stale=token or ""), True  # once: then it is not expiry
+                    continue
                 self._before_retry(error, attempt)
                 continue
             metrics.count(self.portal.id, "rest_requests", method=method, code="ok")

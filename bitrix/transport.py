@@ -50,8 +50,9 @@ class Transport:
         return f"Transport(portal={self._portal.id!r})"
 
     def send(self, method: str, params: dict[str, Any] | list[Any] | None, *, v3: bool = False,
-             idempotency_key: str | None = None) -> RawResponse:
-        """POST ``params`` as JSON (a list for positional ``task.*`` methods) to the method's URL.
+             idempotency_key: str | None = None, access_token: str | None = None) -> RawResponse:
+        """POST ``params`` as JSON (a list for positional ``task.*`` methods) to the method's URL; an installed
+        application's ``access_token`` goes in the query string (``auth``), since a JSON list has no room for it.
 
         Raises:
             TransportError: no answer (connection refused, timeout, broken connection).
@@ -62,6 +63,7 @@ class Transport:
             headers["Idempotency-Key"] = idempotency_key
         try:
             response = self._session.post(f"{base}{method}", data=json.dumps(params if params is not None else {}),
+                                          params={"auth": access_token} if access_token else None,
                                           headers=headers, timeout=self._timeout, allow_redirects=False)
         except requests.RequestException as exc:
             # Deliberately no `from exc`: the cause's text holds the request URL and so the secret.

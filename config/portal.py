@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from config.settings import Settings
 from config.webhook import split_webhook_url
@@ -15,7 +16,12 @@ from config.webhook import split_webhook_url
 
 @dataclass(frozen=True)
 class Portal:
-    """One Bitrix24 portal. Secrets are kept out of ``repr`` so they never reach a log line."""
+    """One Bitrix24 portal. Secrets are kept out of ``repr`` so they never reach a log line.
+
+    ``kind`` is ``webhook`` (calls go to the inbound webhook's URL, which holds its secret) or ``app`` (an
+    installed application: calls go to the portal's ``client_endpoint`` with an OAuth access token, which
+    the REST client adds; ``secret`` is then empty).
+    """
 
     id: str
     rest_base: str
@@ -26,21 +32,26 @@ class Portal:
     rate: float = 2.0
     burst: int = 50
     operating_limit: float = 480.0
+    kind: str = "webhook"
 
     @property
     def webhook_url(self) -> str:
-        """The classic inbound-webhook base, ``{base}{user}/{secret}/``."""
-        return f"{self.rest_base}{self.user_id}/{self.secret}/"
+        """The classic base: ``{base}{user}/{secret}/`` for a webhook, the client endpoint for an app."""
+        return self.rest_base if self.kind == "app" else f"{self.rest_base}{self.user_id}/{self.secret}/"
 
     @property
     def v3_url(self) -> str:
-        """The REST 3.0 base, ``{base}api/{user}/{secret}/``."""
-        return f"{self.rest_base}api/{self.user_id}/{self.secret}/"
+        """The REST 3.0 base: ``{base}api/{user}/{secret}/`` for a webhook, ``{endpoint}api/`` for an app."""
+        return f"{self.rest_base}api/" if self.kind == "app" else f"{self.rest_base}api/{self.user_id}/{self.secret}/"
+
+    @property
+    def domain(self) -> str:
+        return urlsplit(self.rest_base).hostname or ""
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be written anywhere (logs, errors, audit, metrics)."""
-        return (self.secret, self.application_token)
+        return tuple(value for value in (self.secret, self.application_token) if value)
 
 
 def portal_from_settings(settings: Settings) -> Portal:

@@ -6,6 +6,8 @@ with one :class:`ConfigError` naming the variable, never a traceback.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,6 +21,11 @@ DEFAULT_RATE_BURST = 50
 """Requests the portal's bucket holds before it answers QUERY_LIMIT_EXCEEDED (Enterprise: 250)."""
 DEFAULT_OPERATING_LIMIT_SECONDS = 480.0
 """Seconds of execution per method per 10 minutes before OPERATION_TIME_LIMIT."""
+DEFAULT_OAUTH_URL = "https://oauth.bitrix.info/oauth/token/"
+DEFAULT_ALLOWED_PORTALS = ("*.bitrix24.com,*.bitrix24.de,*.bitrix24.eu,*.bitrix24.es,*.bitrix24.fr,*.bitrix24.it,"
+                           "*.bitrix24.pl,*.bitrix24.uk,*.bitrix24.com.br,*.bitrix24.in,*.bitrix24.jp,*.bitrix24.cn,"
+                           "*.bitrix24.ru,*.bitrix24.by,*.bitrix24.kz,*.bitrix24.ua,*.bitrix24.site")
+"""The cloud zones' portal hosts; an on-premise installation names its own."""
 DEFAULT_SANDBOX_URL = "http://127.0.0.1:8700"
 DEFAULT_SANDBOX_SECRET = "sandbox-webhook-secret"  # noqa: S105 - the local simulation's, not a real one
 DEFAULT_SANDBOX_TOKEN = "sandbox-application-token"  # noqa: S105
@@ -56,6 +63,16 @@ class Settings(BaseSettings):
     taskwarden_admin_token: SecretStr | None = None
     log_format: str = "json"
     log_level: str = "INFO"
+    # Application mode (SPEC section 10): on when B24_APP_CLIENT_ID is set.
+    b24_app_client_id: str | None = None
+    b24_app_client_secret: SecretStr | None = None
+    b24_oauth_url: str = DEFAULT_OAUTH_URL
+    b24_allowed_portals: str = DEFAULT_ALLOWED_PORTALS
+    taskwarden_public_url: str | None = None
+    taskwarden_event_delivery: Literal["push", "offline", "both"] = "push"
+    taskwarden_secret_key: SecretStr | None = None
+    taskwarden_old_secret_keys: SecretStr | None = None
+    rules_dir: str | None = None
     # Where the sandbox portal answers when no B24_WEBHOOK_URL is set (`make run` sets these).
     sandbox_url: str = DEFAULT_SANDBOX_URL
     sandbox_secret: SecretStr = SecretStr(DEFAULT_SANDBOX_SECRET)
@@ -109,10 +126,48 @@ class Settings(BaseSettings):
             raise ValueError(f"TASKWARDEN_ADMIN_TOKEN {problem} (unset it to turn the admin API off)")
         return self
 
+    @model_validator(mode="after")
+    def _one_mode(self) -> Settings:
+        if not self.app_mode:
+            return self
+        if self.b24_webhook_url is not None:
+            raise ValueError("set B24_WEBHOOK_URL (webhook mode) or B24_APP_CLIENT_ID (application mode), not both")
+        if self.b24_app_client_secret is None or not self.b24_app_client_secret.get_secret_value().strip():
+            raise ValueError("B24_APP_CLIENT_SECRET is required when B24_APP_CLIENT_ID is set")
+        if self.taskwarden_secret_key is None:
+            raise ValueError("TASKWARDEN_SECRET_KEY is required in application mode (it encrypts the portals' tokens)")
+        check_fernet_keys(self.taskwarden_secret_key.get_secret_value(),
+                          self.taskwarden_old_secret_keys.get_secret_value() if self.taskwarden_old_secret_keys else "")
+        if self.taskwarden_event_delivery == "push" and not self.taskwarden_public_url:
+            raise ValueError("TASKWARDEN_PUBLIC_URL is required to bind push handlers "
+                             "(or set TASKWARDEN_EVENT_DELIVERY=offline)")
+        return self
+
+    @property
+    def app_mode(self) -> bool:
+        """True when Taskwarden serves portals that install it as an application."""
+        return bool(self.b24_app_client_id)
+
     @property
     def uses_sandbox(self) -> bool:
         """True when no real portal is configured and the sandbox portal stands in."""
-        return self.b24_webhook_url is None
+        return self.b24_webhook_url is None and not self.app_mode
+
+
+def check_fernet_keys(current: str, old: str) -> None:
+    """Each key must be a Fernet key (32 url-safe base64 bytes); the message never repeats one."""
+    import base64
+    import binascii
+
+    for name, value in (("TASKWARDEN_SECRET_KEY", current),
+                        *(("TASKWARDEN_OLD_SECRET_KEYS", key) for key in old.split(",") if key.strip())):
+        try:
+            ok = len(base64.urlsafe_b64decode(value.strip().encode())) == 32
+        except (binascii.Error, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{name} must be a Fernet key (make one: python3 -c 'from cryptography.fernet "
+                             "import Fernet; print(Fernet.generate_key().decode())')")
 
 
 ADMIN_TOKEN_MIN_LENGTH = 16

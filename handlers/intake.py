@@ -24,17 +24,22 @@ from redis.exceptions import RedisError
 
 import keys
 import metrics
+from config.rules import RuleSet
 from handlers.coalesce import coalesce
 from handlers.enqueue_script import QueueFull
+from handlers.installs import UNINSTALL_EVENTS, answer_install, portal_view, touch, uninstall, verify_app_event
 from handlers.parse import Event
-from handlers.refusals import BodyTimeout, IntakeError, MalformedEvent, PayloadTooLarge, unexpected_error
+from handlers.refusals import BodyTimeout, IntakeError, MalformedEvent, PayloadTooLarge, Unauthorized, unexpected_error
 from handlers.spool import Spool
 from handlers.verify import verify_member, verify_token
+from portals import registry
 from runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
 PATHS = frozenset({"/bitrix24/events", "/bitrix24/events/"})
+INSTALL_PATHS = frozenset({"/bitrix24/install", "/bitrix24/install/"})
+"""Application mode's installation callback (``handlers.installs``); answered 404 in webhook mode."""
 MAX_BODY_BYTES = 64 * 1024
 """Real task events are well under 2 KiB; 64 KiB is the contract's limit (SPEC section 3)."""
 
@@ -60,11 +65,16 @@ class IntakeMiddleware:
                 start_background(self.rt, self.spool)
             except Exception:  # a bug there must not fail the request that happened to come first
                 log.exception("intake.background_failed")
-        if environ.get("PATH_INFO") not in PATHS:
+        path = environ.get("PATH_INFO")
+        install = path in INSTALL_PATHS and self.rt.settings.app_mode
+        if path not in PATHS and not install:
             return self.wsgi_app(environ, start_response)
         headers = [("Content-Type", "application/json")]
         try:
-            if environ.get("REQUEST_METHOD") == "POST":
+            if environ.get("REQUEST_METHOD") == "POST" and install:
+                status, body = answer_install(self.rt, media_type(environ),
+                                              read_body(environ, self.rt.settings.taskwarden_body_timeout))
+            elif environ.get("REQUEST_METHOD") == "POST":
                 status, body = answer_event(self.rt, self.spool, environ)
             else:
                 status, body = 405, {"status": "error", "error": "method_not_allowed"}
@@ -106,24 +116,50 @@ def take_event(rt: Runtime, spool: Spool, content_type: str, body: bytes) -> Ans
     event_id = event.event_id
     # member_id is the portal's public id (not a secret): logged so an admin can find the value to configure
     structlog.contextvars.bind_contextvars(event_id=event_id, task_id=event.task_id, member_id=event.member_id)
+    if rt.settings.app_mode:
+        return take_app_event(rt, spool, event)
     verify_token(event.application_token, rt.portal.application_token)
     verify_member(event.member_id, rt.portal.member_id)
-    if event.name not in rt.rules.subscribed_events:
+    return queue_event(rt, spool, event, rt.portal.id, rt.rules)
+
+
+def take_app_event(rt: Runtime, spool: Spool, event: Event) -> Answer:
+    """An installed portal's event: found by member_id, its token checked against that portal's; an
+    uninstall is carried out here (Redis only)."""
+    if event.name in UNINSTALL_EVENTS:
+        view = portal_view(rt, event.member_id) if event.member_id else None
+        if view is not None and view.status == registry.REMOVED:
+            return 200, {"status": "ignored", "event_id": event.event_id, "reason": "already uninstalled"}
+        view = verify_app_event(rt, event.member_id, event.application_token)
+        uninstall(rt, view.member_id, clean=event.clean)
+        return 200, {"status": "uninstalled", "event_id": event.event_id, "clean": event.clean}
+    view = verify_app_event(rt, event.member_id, event.application_token)
+    if view.status != registry.ACTIVE:
+        raise Unauthorized(f"the portal is {view.status}")
+    touch(rt.redis, view.member_id)
+    return queue_event(rt, spool, event, view.member_id, view.rules)
+
+
+def queue_event(rt: Runtime, spool: Spool, event: Event, portal_id: str, rules: RuleSet) -> Answer:
+    """Coalesce a verified event of ``portal_id`` (or spool it), unless no rule subscribes to it."""
+    event_id = event.event_id
+    if event.name not in rules.subscribed_events:
         log.info("intake.ignored", event_name=event.name)
-        metrics.count(rt.portal.id, "events", outcome="ignored")
+        metrics.count(portal_id, "events", outcome="ignored")
         return 200, {"status": "ignored", "event_id": event_id, "reason": "no rule subscribes to this event"}
     if event.bad_task_id:
         raise MalformedEvent("task id is not a number: data[FIELDS_AFTER][ID] must be a positive integer")
     if event.task_id is None:
         raise MalformedEvent("no task id in data[FIELDS_AFTER][ID] or data[FIELDS_BEFORE][ID]")
     try:
-        status = coalesce(rt.redis, rt.queue(), rt.portal.id, event.task_id, event_name=event.name,
-                          event_id=event_id, rules_digest=rt.rules.digest,
+        status = coalesce(rt.redis, rt.queue(), portal_id, event.task_id, event_name=event.name,
+                          event_id=event_id, rules_digest=rules.digest,
                           max_waiting=rt.settings.taskwarden_max_waiting)
     except (RedisError, QueueFull) as exc:
-        return _spool(rt, spool, {"event_name": event.name, "task_id": event.task_id, "event_id": event_id}, exc)
+        record = {"event_name": event.name, "task_id": event.task_id, "event_id": event_id, "portal_id": portal_id}
+        return _spool(rt, spool, record, exc)
     log.info(f"intake.{status}", event_name=event.name)
-    metrics.count(rt.portal.id, "events", outcome=status)
+    metrics.count(portal_id, "events", outcome=status)
     if status == "queued":
         return 200, {"status": status, "event_id": event_id, "jobs": 1}
     return 200, {"status": status, "event_id": event_id}
@@ -147,7 +183,8 @@ def _spool(rt: Runtime, spool: Spool, record: dict[str, Any], cause: Exception) 
 def queue_spooled(rt: Runtime) -> Callable[[dict[str, Any]], str]:
     """How a spooled event is queued once Redis is back: exactly like a fresh one (coalescing applies)."""
     def handle(record: dict[str, Any]) -> str:
-        return coalesce(rt.redis, rt.queue(), rt.portal.id, record["task_id"], event_name=record["event_name"],
+        portal_id = record.get("portal_id") or rt.portal.id
+        return coalesce(rt.redis, rt.queue(), portal_id, record["task_id"], event_name=record["event_name"],
                         event_id=record["event_id"], rules_digest=rt.rules.digest,
                         max_waiting=rt.settings.taskwarden_max_waiting)
     return handle

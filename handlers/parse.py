@@ -38,6 +38,8 @@ class Event:
     application_token: str | None = field(default=None, repr=False)
     bad_task_id: bool = False
     """An ``ID`` was sent but is not a task id (``abc``, ``0``, a negative number...)."""
+    clean: bool = False
+    """``data[CLEAN]`` of an uninstall: the administrator asked for the application's data to be deleted."""
 
     @property
     def event_id(self) -> str:
@@ -106,7 +108,8 @@ def event_from_payload(payload: dict[str, Any]) -> Event:
                  ts=_text(payload.get("ts")), handler_id=_text(payload.get("event_handler_id")),
                  member_id=_text(auth.get("member_id")) or None,
                  application_token=_text(auth.get("application_token")) or None,
-                 bad_task_id=task_id is None and sent)
+                 bad_task_id=task_id is None and sent,
+                 clean=isinstance(payload.get("data"), dict) and str(payload["data"].get("CLEAN", "0")) in ("1", "Y"))
 
 
 def _task_id(data: Any) -> tuple[int | None, bool]:

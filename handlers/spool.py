@@ -65,7 +65,8 @@ class Spool:
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one event durably (flush + fsync) before intake says it is safe."""
-        line = json.dumps({key: record[key] for key in FIELDS}, separators=(",", ":")) + "\n"
+        line = json.dumps({key: record[key] for key in (*FIELDS, "portal_id") if key in record},
+                          separators=(",", ":")) + "\n"
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as handle:

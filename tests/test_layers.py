@@ -17,7 +17,7 @@ RANKS = {
     "metrics": 1, "audit": 1,
     "report": 2, "bitrix": 2,
     # the policies, and the jobs both intake and workers queue
-    "policies": 3, "queueing": 3,
+    "policies": 3, "queueing": 3, "portals": 3,
     "startup": 4, "runtime": 4,
     # the two sides: event intake and the workers, which never import each other
     "handlers": 5, "workers": 5,

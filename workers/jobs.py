@@ -20,6 +20,7 @@ import keys
 import metrics
 import runtime
 from bitrix.errors import OperationTimeLimit
+from portals.tokens import PortalInactive
 from queueing import enqueue_evaluation
 from runtime import Runtime
 from workers.evaluation import Trigger
@@ -45,8 +46,10 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
     no worker forks for nothing), locks the free ones, clears their pending marks and evaluates them all
     together: reads and writes share batch requests.
     """
-    rt = runtime.current()
-    rt.portal_by_id(portal_id)  # a job for a portal we do not serve fails loudly, it is not guessed at
+    try:  # a job for a portal we do not serve fails loudly; one for a portal uninstalled since just ends
+        rt = runtime.current().for_portal(portal_id)
+    except PortalInactive as inactive:
+        return _portal_inactive(portal_id, inactive)
     check_rules(rt, portal_id, rules_digest)
     job = get_current_job()
     inflight = keys.inflight(portal_id, job.id if job else f"direct-{task_id}")
@@ -105,10 +108,19 @@ def check_rules(rt: Runtime, portal_id: str, queued_with: str | None) -> None:
 
 def run_sweep_job(portal_id: str, kind: str) -> dict[str, Any]:
     """A scheduled sweep; a failure leaves the cursor alone, and the next slot runs it again."""
-    rt = runtime.current()
-    rt.portal_by_id(portal_id)
+    try:
+        rt = runtime.current().for_portal(portal_id)
+    except PortalInactive as inactive:
+        return _portal_inactive(portal_id, inactive)
     try:
         return {"status": "done", **asdict(run_sweep(rt, kind))}
     except SweepBusy:
         log.info("sweep.busy", sweep=kind)
         return {"status": "busy"}
+
+
+def _portal_inactive(portal_id: str, inactive: PortalInactive) -> dict[str, Any]:
+    """Uninstalled or waiting for a reinstall: the job ends without work and without a retry."""
+    log.info("job.portal_inactive", portal=portal_id, reason=inactive.description)
+    metrics.count(portal_id, "evaluations", outcome="portal_inactive")
+    return {"status": "portal_inactive"}

@@ -64,7 +64,8 @@ def run_scheduler(rt: Runtime, stop: threading.Event | None = None, tick_seconds
     log.info("scheduler.started", sweeps=dict(rt.rules.sweeps), timezone=rt.rules.timezone)
     while not stop.is_set():
         try:
-            tick(rt)
+            for view in rt.active_portals():  # application mode: each installed portal's own schedule
+                tick(view)
             scheduler_beat(rt)
         except Exception:  # a Redis hiccup must not end the scheduler; the next tick retries
             log.exception("scheduler.tick_failed")

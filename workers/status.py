@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from redis import Redis
 from rq import Worker
 
 import keys
@@ -55,12 +56,15 @@ def _workers(rt: Runtime) -> list[dict[str, Any]]:
     return rows
 
 
-def _budget(rt: Runtime) -> dict[str, Any]:
-    seconds, micros = rt.redis.time()
+def budget_left(redis: Redis, portal_id: str, rate: float, burst: int) -> int:
+    """Requests the portal's shared budget allows at once right now (its bucket, read off Redis' clock)."""
+    seconds, micros = redis.time()
     now_ms = seconds * 1000 + micros / 1000
-    interval_ms = 1000 / rt.portal.rate
-    tat = float(rt.redis.get(keys.budget(rt.portal.id)) or now_ms)
-    used = max(0.0, tat - now_ms) / interval_ms
+    tat = float(redis.get(keys.budget(portal_id)) or now_ms)
+    return max(0, burst - math.ceil(max(0.0, tat - now_ms) / (1000 / rate)))
+
+
+def _budget(rt: Runtime) -> dict[str, Any]:
     paused = {}
     for key in rt.redis.scan_iter(match=keys.paused(rt.portal.id, "*"), count=200):
         ttl = rt.redis.pttl(key)
@@ -69,7 +73,7 @@ def _budget(rt: Runtime) -> dict[str, Any]:
     operating = {_text(method): json.loads(raw)["operating"]
                  for method, raw in rt.redis.hgetall(keys.operating(rt.portal.id)).items()}
     return {"rate_per_second": rt.portal.rate, "burst": rt.portal.burst,
-            "tokens_left": max(0, rt.portal.burst - math.ceil(used)), "paused_until": paused,
+            "tokens_left": budget_left(rt.redis, rt.portal.id, rt.portal.rate, rt.portal.burst), "paused_until": paused,
             "operating_seconds": operating, "operating_limit": rt.portal.operating_limit}
 
 

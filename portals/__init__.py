@@ -1,0 +1,1 @@
+"""Application mode: the portals that installed Taskwarden, their encrypted tokens, and the OAuth server."""
