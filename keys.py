@@ -174,3 +174,13 @@ def token_refresh_lock(portal: str) -> str:
 def last_event(portal: str) -> str:
     """When the portal's last event arrived (Unix seconds)."""
     return _key(portal, "last-event")
+
+
+def offline_batches(portal: str) -> str:
+    """Offline batches reserved (``process_id``) and not yet confirmed (a set): the next drain reads them again."""
+    return _key(portal, "offline", "batches")
+
+
+def offline_extended(portal: str) -> str:
+    """Whether the portal has reserve-and-confirm for its offline queue (``1``/``0``, asked once a day)."""
+    return _key(portal, "offline", "extended")

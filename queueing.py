@@ -12,7 +12,9 @@ import random
 from typing import Any
 from uuid import uuid4
 
+from redis.exceptions import WatchError
 from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
 import keys
@@ -93,3 +95,40 @@ def enqueue_sweep(queue: Queue, portal_id: str, kind: str, *, job_id: str | None
                          unique=job_id is not None, job_timeout=SWEEP_JOB_TIMEOUT_SECONDS,
                          result_ttl=RESULT_TTL_SECONDS, failure_ttl=FAILURE_TTL_SECONDS,
                          meta={"log_ctx": {"sweep": kind, "portal": portal_id}}, description=f"sweep {kind}")
+
+
+def coalesce_evaluation(queue: Queue, portal_id: str, task_id: int, *, event_name: str, event_id: str,
+                        rules_digest: str | None = None) -> str:
+    """Queue an evaluation unless one already waits (``queued`` / ``duplicate``), as intake's script does for
+    pushed events: the pending mark and the job go in one transaction, both or neither. Workers use this for
+    events they fetch themselves (the offline queue); intake keeps its one-round-trip script."""
+    redis = queue.connection
+    pending = keys.pending(portal_id, task_id)
+    with redis.pipeline() as pipe:
+        try:
+            pipe.watch(pending)
+            if pipe.exists(pending):
+                return "duplicate"
+            pipe.multi()
+            pipe.set(pending, event_id, ex=PENDING_TTL_SECONDS)
+            enqueue_evaluation(queue, portal_id, task_id, event_name=event_name, event_id=event_id,
+                               rules_digest=rules_digest, pipeline=pipe)
+            pipe.execute()
+        except WatchError:  # an event for the task was queued in between
+            return "duplicate"
+    return "queued"
+
+
+OFFLINE_DRAIN = "workers.offline.drain_offline_events"
+
+
+def enqueue_offline_drain(queue: Queue, portal_id: str, *, job_id: str | None = None) -> Job | None:
+    """Queue one drain of the portal's offline event queue; ``job_id`` (one per schedule slot) makes a repeated
+    enqueue of a slot a no-op. Two drains at once are safe: the portal hands parallel reads disjoint rows."""
+    try:
+        return queue.enqueue(OFFLINE_DRAIN, kwargs={"portal_id": portal_id}, job_id=job_id, unique=job_id is not None,
+                             job_timeout=EVALUATION_TIMEOUT_SECONDS, result_ttl=RESULT_TTL_SECONDS,
+                             failure_ttl=FAILURE_TTL_SECONDS, meta={"log_ctx": {"portal": portal_id}},
+                             description=f"drain offline events of {portal_id}")
+    except DuplicateJobError:
+        return None

@@ -33,6 +33,7 @@ from handlers.refusals import BodyTimeout, IntakeError, MalformedEvent, PayloadT
 from handlers.spool import Spool
 from handlers.verify import verify_member, verify_token
 from portals import registry
+from queueing import enqueue_offline_drain
 from runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -125,7 +126,16 @@ def take_event(rt: Runtime, spool: Spool, content_type: str, body: bytes) -> Ans
 
 def take_app_event(rt: Runtime, spool: Spool, event: Event) -> Answer:
     """An installed portal's event: found by member_id, its token checked against that portal's; an
-    uninstall is carried out here (Redis only)."""
+    uninstall is carried out here (Redis only). Without Redis the portal cannot be recognised: 503."""
+    try:
+        return _take_app_event(rt, spool, event)
+    except RedisError as exc:
+        log.warning("intake.unavailable", redis_error=type(exc).__name__)
+        metrics.count("app", "events", outcome="unavailable")
+        return 503, {"status": "unavailable", "event_id": event.event_id, "reason": "redis unavailable"}
+
+
+def _take_app_event(rt: Runtime, spool: Spool, event: Event) -> Answer:
     if event.name in UNINSTALL_EVENTS:
         view = portal_view(rt, event.member_id) if event.member_id else None
         if view is not None and view.status == registry.REMOVED:
@@ -137,6 +147,10 @@ def take_app_event(rt: Runtime, spool: Spool, event: Event) -> Answer:
     if view.status != registry.ACTIVE:
         raise Unauthorized(f"the portal is {view.status}")
     touch(rt.redis, view.member_id)
+    if event.name == "ONOFFLINEEVENT":  # the portal's offline queue has rows: drain it now
+        enqueue_offline_drain(rt.queue(), view.member_id)
+        metrics.count(view.member_id, "events", outcome="offline_drain")
+        return 200, {"status": "queued", "event_id": event.event_id, "jobs": 1}
     return queue_event(rt, spool, event, view.member_id, view.rules)
 
 

@@ -16,13 +16,16 @@ from croniter import croniter
 from rq.exceptions import DuplicateJobError
 
 import keys
-from queueing import SWEEP_QUEUE, enqueue_sweep
+from queueing import SWEEP_QUEUE, enqueue_offline_drain, enqueue_sweep
 from runtime import Runtime
 from workers.liveness import scheduler_beat
 
 log = structlog.get_logger(__name__)
 
 TICK_SECONDS = 1.0
+OFFLINE_POLL_SECONDS = 60
+"""Application mode with offline delivery: each portal's offline queue is drained this often (and at once on
+``ONOFFLINEEVENT``)."""
 SLOT_CLAIM_SECONDS = 86400
 
 
@@ -58,6 +61,17 @@ def tick(rt: Runtime, now: dt.datetime | None = None) -> list[str]:
     return enqueued
 
 
+def poll_offline(rt: Runtime, now: float | None = None) -> bool:
+    """Queue a drain of the portal's offline queue once per ``OFFLINE_POLL_SECONDS`` slot (application mode with
+    offline delivery); one scheduler process takes each slot, as for sweeps."""
+    if not rt.settings.app_mode or rt.settings.taskwarden_event_delivery == "push":
+        return False
+    slot = int((now or time.time()) // OFFLINE_POLL_SECONDS * OFFLINE_POLL_SECONDS)
+    if not rt.redis.set(keys.schedule_slot(rt.portal.id, "offline", slot), 1, nx=True, ex=SLOT_CLAIM_SECONDS):
+        return False
+    return enqueue_offline_drain(rt.queue(), rt.portal.id, job_id=f"offline-{rt.portal.id}-{slot}") is not None
+
+
 def run_scheduler(rt: Runtime, stop: threading.Event | None = None, tick_seconds: float = TICK_SECONDS) -> None:
     """Tick until ``stop`` is set (or forever)."""
     stop = stop or threading.Event()
@@ -66,6 +80,7 @@ def run_scheduler(rt: Runtime, stop: threading.Event | None = None, tick_seconds
         try:
             for view in rt.active_portals():  # application mode: each installed portal's own schedule
                 tick(view)
+                poll_offline(view)
             scheduler_beat(rt)
         except Exception:  # a Redis hiccup must not end the scheduler; the next tick retries
             log.exception("scheduler.tick_failed")
