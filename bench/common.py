@@ -24,11 +24,12 @@ RATE, BURST = 2.0, 50
 """The standard Bitrix24 budget: 2 requests/s drained, a burst of 50."""
 
 
-def start_sandbox(seed: str) -> RunningSandbox:
+def start_sandbox(seed: str, **overrides: Any) -> RunningSandbox:
+    """A sandbox at the standard budget, seeded; ``overrides`` change its settings (``burst=0``: no budget)."""
     sandbox = start_in_thread(SandboxConfig(secret=SECRET, application_token=TOKEN, rate=RATE, burst=BURST))
     import requests
 
-    requests.post(f"{sandbox.url}/_sandbox/reset", json={"seed": seed}, timeout=600).raise_for_status()
+    requests.post(f"{sandbox.url}/_sandbox/reset", json={"seed": seed, **overrides}, timeout=600).raise_for_status()
     return sandbox
 
 

@@ -1,5 +1,10 @@
 """Seed data: `demo` (small and readable) or N generated tasks (deterministic, for load tests).
 
+Generated tasks can be laid out as real portals number them (``LAYOUTS``): a portal years old counts its
+IDs in the millions, deleted tasks leave holes, an imported project sits in a block of its own far from the
+rest, and the webhook's user may see one task in a thousand. The content is the same in every layout
+(same tasks, entries and seconds), only the IDs differ, so that what a layout costs can be compared.
+
 Seeds write straight into the store: no events, no request log, no budget.
 """
 
@@ -16,9 +21,20 @@ CAP_SECONDS = 28_800
 """The default rules cap time entries at 8 h; the seeds put some entries above it."""
 
 
+LAYOUTS = ("dense", "offset", "sparse", "clustered", "gap")
+"""How generated IDs are spread: from 1 with no gap (``dense``); from a million, with the small holes of
+tasks deleted over the years (``offset``); one ID in 1,000 from 100,000 (``sparse``); two blocks 5,000,000
+apart, the second an imported project (``clustered``); from 1 with a hole of 2,000,000 IDs in the middle,
+a mass deletion (``gap``). Time entries are numbered the same way, from their own bases."""
+FAR = 5_000_000
+"""How far apart the two blocks of the ``clustered`` layout start."""
+HOLE = 2_000_000
+"""The IDs missing in the middle of the ``gap`` layout."""
+
+
 def apply(portal: Portal, seed: Any) -> None:
-    """Load `seed`: "demo", N (N generated tasks), "N:M" (N tasks, M entries), "enforce:N" (the enforcement
-    benchmark's set), or None/"" for an empty portal."""
+    """Load `seed`: "demo", N (N generated tasks), "N:M" (N tasks, M entries), either prefixed with a layout
+    ("sparse:N:M"), "enforce:N" (the enforcement benchmark's set), or None/"" for an empty portal."""
     if seed in (None, ""):
         return
     if seed == "demo":
@@ -27,12 +43,29 @@ def apply(portal: Portal, seed: Any) -> None:
     if str(seed).startswith("enforce:"):
         enforcement(portal, int(str(seed).split(":", 1)[1]))
         return
+    layout, _, counts_text = str(seed).partition(":") if str(seed).split(":")[0] in LAYOUTS else ("dense", "", seed)
     try:
-        count, _, entries = str(seed).partition(":")
+        count, _, entries = str(counts_text).partition(":")
         counts = (int(count), int(entries) if entries else None)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"seed must be 'demo', N, N:M or empty, not {seed!r}") from exc
+        raise ValueError(f"seed must be 'demo', N, N:M (optionally LAYOUT:N:M) or empty, not {seed!r}") from exc
     generated(portal, *counts)
+    lay_out(portal, layout, seed=str(seed))
+
+
+def with_layout(seed: str, layout: str) -> str:
+    """The seed text for generated data in ``layout`` (what ``apply`` reads), e.g. "sparse:10000:50000".
+
+    Raises:
+        ValueError: the layout is unknown, or the seed is not generated data (demo, enforce:N, empty).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+    if layout == "dense":
+        return seed
+    if not seed.split(":")[0].isdigit():
+        raise ValueError(f"a layout applies to generated data (N or N:M), not to seed {seed!r}")
+    return f"{layout}:{seed}"
 
 
 def enforcement(portal: Portal, count: int) -> None:
@@ -102,6 +135,48 @@ def generated(portal: Portal, count: int, entries: int | None = None) -> None:
         task_id = rng.randrange(1, count + 1)
         _random_entry(portal, rng, task_id, portal.tasks[task_id]["CREATED_DATE"])
     portal.next_ids["task"] = count + 1
+
+
+def lay_out(portal: Portal, layout: str, seed: str) -> None:
+    """Renumber the generated tasks and entries as ``layout`` spreads them, keeping their order (a later
+    task or entry still has the higher ID) and each entry with its task. Random gaps come from ``seed``."""
+    if layout == "dense":
+        return
+    rng = random.Random(f"layout {seed}")
+    task_ids = dict(zip(sorted(portal.tasks), _spread(layout, len(portal.tasks), 1_000_000, rng), strict=True))
+    entry_ids = dict(zip(sorted(portal.entries), _spread(layout, len(portal.entries), 3_000_000, rng), strict=True))
+    tasks = {task_ids[old]: {**task, "ID": task_ids[old]} for old, task in portal.tasks.items()}
+    entries = {entry_ids[old]: {**entry, "ID": entry_ids[old], "TASK_ID": task_ids[entry["TASK_ID"]]}
+               for old, entry in portal.entries.items()}
+    portal.tasks.clear()
+    portal.tasks.update(sorted(tasks.items()))
+    portal.entries.clear()
+    portal.entries.update(sorted(entries.items()))
+    portal.next_ids["task"] = max(tasks, default=0) + 1
+    portal.next_ids["entry"] = max(entries, default=0) + 1
+
+
+def _spread(layout: str, count: int, offset: int, rng: random.Random) -> list[int]:
+    """``count`` ascending IDs as ``layout`` spreads them; ``offset`` is where the ``offset`` layout starts."""
+    half = count // 2
+    if layout == "offset":
+        return _numbered(offset, count, rng)
+    if layout == "sparse":
+        return [100_000 + index * 1000 + rng.randrange(1000) for index in range(count)]
+    if layout == "clustered":
+        return _numbered(200_000, half, rng) + _numbered(200_000 + FAR, count - half, rng)
+    if layout == "gap":
+        return [*range(1, half + 1), *range(half + 1 + HOLE, count + 1 + HOLE)]
+    return list(range(1, count + 1))
+
+
+def _numbered(start: int, count: int, rng: random.Random) -> list[int]:
+    """IDs from ``start`` with about one in six missing, as deleted tasks and entries leave them."""
+    ids, current = [], start
+    for _ in range(count):
+        current += 1 + (rng.random() < 0.1) * rng.randrange(1, 4)
+        ids.append(current)
+    return ids
 
 
 def _random_entry(portal: Portal, rng: random.Random, task_id: int, created: datetime) -> None:
