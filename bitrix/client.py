@@ -96,6 +96,10 @@ class Client:
                 self._operating.observe([(method, answer.time)])
             return answer
 
+    def budget_wait(self) -> float:
+        """Seconds the next request would wait for the portal's shared budget (nothing is taken)."""
+        return self._budget.wait_seconds()
+
     def paused(self, methods: Iterable[str]) -> dict[str, OperationTimeLimit]:
         """The methods among ``methods`` paused for their operating time right now (no request is made)."""
         return self._operating.check(methods)

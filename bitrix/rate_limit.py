@@ -30,6 +30,16 @@ return 0
 """
 
 
+# The same arithmetic without taking anything: how long a request would wait now.
+_PEEK = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+return math.max(0, math.ceil((tat - (burst - 1) * interval) - now))
+"""
+
+
 BURST_HEADROOM = 2
 """Requests of the portal's burst we leave unused: our meter decides when a request leaves, the portal's
 bucket when it arrives, and two requests sent 0.5 s apart can arrive closer together than that."""
@@ -55,6 +65,10 @@ class RequestBudget:
                 return waited
             self._sleep(wait_ms / 1000)
             waited += wait_ms / 1000
+
+    def wait_seconds(self) -> float:
+        """How long a request would wait for the budget right now (nothing is taken)."""
+        return int(script(self._redis, _PEEK)(keys=[self._key], args=[self._interval_ms, self._burst])) / 1000
 
     def penalise(self) -> None:
         """Mark the bucket full after the portal said QUERY_LIMIT_EXCEEDED: our meter was too generous

@@ -32,6 +32,9 @@ log = structlog.get_logger(__name__)
 
 LOCK_TTL_SECONDS = 15
 """A task lock's TTL, renewed every 5 s while its evaluation runs: a killed worker frees it within 15 s."""
+FAIR_WAIT_SECONDS = 2.0
+"""Application mode: a job whose portal's budget would make it wait longer than this steps back in the queue,
+so that one throttled portal never holds the workers the others need."""
 LOCK_WAIT_SECONDS = 10
 """How long a job waits for the task's running evaluation before stepping back in the queue."""
 
@@ -51,6 +54,12 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
     except PortalInactive as inactive:
         return _portal_inactive(portal_id, inactive)
     check_rules(rt, portal_id, rules_digest)
+    if rt.settings.app_mode and (wait := rt.client.budget_wait()) > FAIR_WAIT_SECONDS:
+        # This portal's budget is spent for a while: step back rather than hold a worker other portals need.
+        enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name, event_id=event_id,
+                           rules_digest=rules_digest, delay_seconds=wait)
+        metrics.count(portal_id, "evaluations", outcome="budget_wait")
+        return {"status": "budget_wait", "retry_in": round(wait, 1)}
     job = get_current_job()
     inflight = keys.inflight(portal_id, job.id if job else f"direct-{task_id}")
     rerun = bool(rt.redis.exists(inflight))  # this job was killed mid-pass and is run again by RQ
