@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 import keys
 import metrics
 import queueing
+from portals import registry
 from runtime import Runtime
 
 bp = Blueprint("metrics", __name__)
@@ -41,30 +42,38 @@ class RedisCollector(Collector):
         self.rt = rt
 
     def collect(self) -> Iterator[Metric]:
-        redis, portal = self.rt.redis, self.rt.portal.id
-        counted = metrics.read(redis, portal)
+        """Every portal's counters; in application mode each sample carries its ``portal`` (member_id)."""
+        redis = self.rt.redis
+        app_mode = self.rt.settings.app_mode
+        portals = registry.member_ids(redis) if app_mode else [self.rt.portal.id]
+        extra = ["portal"] if app_mode else []
+
+        def tail(portal: str) -> list[str]:
+            return [portal] if app_mode else []
+
+        counted = {portal: metrics.read(redis, portal) for portal in portals}
         for name, (doc, label_names) in COUNTERS.items():
-            family = CounterMetricFamily(f"taskwarden_{name}", doc, labels=list(label_names))
-            for labels, value in counted.get(name, []):
-                family.add_metric([labels.get(label, "") for label in label_names], value)
+            family = CounterMetricFamily(f"taskwarden_{name}", doc, labels=[*label_names, *extra])
+            for portal in portals:
+                for labels, value in counted[portal].get(name, []):
+                    family.add_metric([*(labels.get(label, "") for label in label_names), *tail(portal)], value)
             yield family
-        yield self._hash_counter("missed_by_events", "Changes first made by a sweep that events should have "
-                                 "brought, by rule.", keys.missed_by_events(portal), "rule")
-        violations = CounterMetricFamily("taskwarden_lock_violations", "Times a task was evaluated twice at once.")
-        violations.add_metric([], sum(float(v) for v in redis.hvals(keys.lock_violations(portal))))
+        missed = CounterMetricFamily("taskwarden_missed_by_events", "Changes first made by a sweep that events "
+                                     "should have brought, by rule.", labels=["rule", *extra])
+        violations = CounterMetricFamily("taskwarden_lock_violations", "Times a task was evaluated twice at once.",
+                                         labels=extra)
+        sweeps = GaugeMetricFamily("taskwarden_last_sweep_timestamp_seconds", "When each sweep last completed.",
+                                   labels=["kind", *extra])
+        for portal in portals:
+            for rule, count in redis.hgetall(keys.missed_by_events(portal)).items():
+                missed.add_metric([_text(rule), *tail(portal)], float(count))
+            violations.add_metric(tail(portal), sum(float(v) for v in redis.hvals(keys.lock_violations(portal))))
+            for kind, stamp in redis.hgetall(keys.sweeps_completed(portal)).items():
+                sweeps.add_metric([_text(kind), *tail(portal)], float(stamp))
+        yield missed
         yield violations
         yield from self._queues()
-        sweeps = GaugeMetricFamily("taskwarden_last_sweep_timestamp_seconds", "When each sweep last completed.",
-                                   labels=["kind"])
-        for kind, stamp in redis.hgetall(keys.sweeps_completed(portal)).items():
-            sweeps.add_metric([_text(kind)], float(stamp))
         yield sweeps
-
-    def _hash_counter(self, name: str, doc: str, key: str, label: str) -> Metric:
-        family = CounterMetricFamily(f"taskwarden_{name}", doc, labels=[label])
-        for field, value in self.rt.redis.hgetall(key).items():
-            family.add_metric([_text(field)], float(value))
-        return family
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("taskwarden_queue_depth", "Jobs waiting per queue.", labels=["queue"])
