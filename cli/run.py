@@ -10,7 +10,7 @@ from cli.errors import operator_errors
 from runtime import Runtime
 from workers.liveness import scheduler_alive, worker_alive
 from workers.scheduler import run_scheduler
-from workers.worker import run_worker
+from workers.worker import PatientRetry, run_worker
 
 
 def _runtime() -> Runtime:
@@ -31,7 +31,9 @@ def worker_command(burst: bool) -> None:
 @operator_errors
 def scheduler_command() -> None:
     """Enqueue sweeps on the rules file's cron schedules (any number of these may run)."""
-    run_scheduler(_runtime())
+    rt = _runtime()
+    rt.redis.set_retry(PatientRetry())  # this process's Redis calls wait out an outage, however long it lasts
+    run_scheduler(rt)
 
 
 @click.command("health")

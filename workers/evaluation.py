@@ -25,6 +25,7 @@ from policies.base import Needs, PolicyContext, Proposal, TaskState
 from policies.calendar import calendar_for
 from runtime import Runtime
 from workers.capabilities import entries_filterable_by_task
+from workers.locks import ensure_held
 from workers.recording import record_decisions
 from workers.scope import applies
 from workers.writes import idempotency_key, send_writes
@@ -270,6 +271,10 @@ def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger, dry: bool,
     """Write the enforce-mode changes; audit mode and dry run only record them.
 
     Returns the decisions and the transient write errors (5xx and the like), which fail the job.
+
+    Raises:
+        LockLost: the lock of a task to write is no longer ours (it lapsed during a Redis outage or a
+            stall, and another evaluation may hold it): nothing is written, and the job is run again.
     """
     writes: dict[str, tuple[Command, str | None]] = {}
     for i, plan in enumerate(plans):
@@ -277,6 +282,8 @@ def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger, dry: bool,
         if command is not None and plan.rule.mode == "enforce" and not dry:
             key = idempotency_key(plan.rule.name, plan.task_id, plan.proposal.after, plan.changed)
             writes[f"w{i}"] = (command, key if command.v3 else None)
+    if writes:
+        ensure_held(rt.redis, rt.portal.id, sorted({plan.task_id for i, plan in enumerate(plans) if f"w{i}" in writes}))
     errors = send_writes(rt, writes) if writes else {}
     decisions = [_decide(plan, f"w{i}" in writes, errors.get(f"w{i}"), trigger, dry,
                          event_ids.get(plan.task_id, trigger.event_id)) for i, plan in enumerate(plans)]
