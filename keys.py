@@ -94,7 +94,8 @@ def schedule_slot(portal: str, kind: str, slot: int) -> str:
 
 
 def running(portal: str, task_id: int) -> str:
-    """How many evaluations of the task run right now (should never exceed one)."""
+    """The evaluations of the task running right now (a sorted set of holder marks scored by their expiry,
+    renewed while each runs, so a killed holder's mark lapses on its own); more than one is a violation."""
     return _key(portal, "running", task_id)
 
 
