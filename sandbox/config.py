@@ -37,6 +37,16 @@ class SandboxConfig:
     operating_costs: dict[str, float] = field(default_factory=dict)
     user_tz: str = "Europe/Moscow"
     server_tz: str = "Europe/Berlin"
+    access_ttl: int = 3600
+    """Seconds an OAuth access token lives (application mode, reference §9)."""
+    offline_extended: bool = True
+    """Whether the plan has `rest_offline_extended` (`event.offline.get` with `clear=0`)."""
+    app_client_id: str = "local.taskwarden.sandbox"
+    """The application's client id at the sandbox's OAuth server (sandbox-wide: read from the webhook portal)."""
+    app_client_secret: str = "sandbox-client-secret"  # noqa: S105 - a development default
+    """The application's client secret (sandbox-wide, like `app_client_id`)."""
+    portals: str = ""
+    """Comma-separated names of the application-mode portals created at start and at every reset."""
 
     def cost_of(self, method: str) -> float:
         """Simulated execution seconds of one call of `method` (reference §3.2)."""

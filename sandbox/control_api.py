@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from sandbox import dates, records, seed, ufdefs
+from sandbox import apps, dates, records, seed, ufdefs
 from sandbox.errors import RestError
 from sandbox.rest import portal
 from sandbox.store import Fault
@@ -50,7 +50,8 @@ def raw(record: dict[str, Any]) -> dict[str, Any]:
 
 @bp.post("/reset")
 def reset() -> Response:
-    """Empty the portal, restore startup settings plus overrides, load an optional seed."""
+    """Empty the portal, restore startup settings plus overrides, load an optional seed; application-mode
+    portals are removed and the startup ones created afresh."""
     body = _body()
     seed_value = body.pop("seed", None)
     the_portal = portal()
@@ -59,6 +60,7 @@ def reset() -> Response:
             the_portal.reset(body)
             ufdefs.install_system_fields(the_portal)
             seed.apply(the_portal, seed_value)
+            apps.registry().reset()
         except ValueError as exc:
             raise ControlError(str(exc)) from exc
         return jsonify(config=the_portal.config.to_dict(), tasks=len(the_portal.tasks),

@@ -77,3 +77,23 @@ def assert_exception() -> RestError:
 def core_error(text: str) -> RestError:
     """Any error re-thrown as a CAdminException: code ERROR_CORE, text + `<br>`, HTTP 400."""
     return RestError(400, "ERROR_CORE", f"{text}<br>")
+
+
+def wrong_auth_type() -> RestError:
+    """A method that works only with an application's OAuth token, called with a webhook (`AuthTypeException`)."""
+    return RestError(403, "WRONG_AUTH_TYPE", "Current authorization type is denied for this method")
+
+
+def access_denied(detail: str = "") -> RestError:
+    """`AccessException`: "Access denied!", with the reason after it when there is one."""
+    return RestError(403, "ACCESS_DENIED", f"Access denied! {detail}".strip())
+
+
+def argument_null(name: str) -> RestError:
+    """`Rest\\Exceptions\\ArgumentNullException`: a required parameter is missing or empty."""
+    return RestError(400, "ERROR_ARGUMENT", f"Argument '{name}' is null or empty")
+
+
+def argument_error(text: str) -> RestError:
+    """`Rest\\Exceptions\\ArgumentException` and plain RestExceptions with ERROR_ARGUMENT, HTTP 400."""
+    return RestError(400, "ERROR_ARGUMENT", text)

@@ -1,7 +1,7 @@
 """Creating and changing tasks, time entries and userfield definitions in the portal's store.
 
 Shared by the REST methods, the control API and the seeds. Callers hold `portal.lock`.
-Task changes emit ONTASKADD / ONTASKUPDATE; time entries and userfield definitions emit nothing,
+Task changes emit ONTASKADD / ONTASKUPDATE (`app_events`); time entries and userfield definitions emit nothing,
 as on a real portal (reference §1.6).
 """
 
@@ -11,7 +11,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from sandbox import dates
+from sandbox import app_events, dates
 from sandbox.store import Portal
 
 TASK_INT_FIELDS = ("ID", "STATUS", "GROUP_ID", "RESPONSIBLE_ID", "CREATED_BY")
@@ -87,7 +87,7 @@ def add_task(portal: Portal, fields: dict[str, Any], emit: bool = True, strict: 
         task["CLOSED_DATE"] = task["CHANGED_DATE"]
     portal.tasks[task_id] = task
     if emit:
-        portal.outbox.emit("ONTASKADD", task_id, portal.config, portal.client_endpoint)
+        app_events.task_changed(portal, "ONTASKADD", task_id)
     return task_id
 
 
@@ -101,7 +101,7 @@ def update_task(portal: Portal, task_id: int, values: dict[str, Any], emit: bool
     if task["STATUS"] != old_status and "CLOSED_DATE" not in values:
         task["CLOSED_DATE"] = task["CHANGED_DATE"] if task["STATUS"] == STATUS_COMPLETED else None
     if emit:
-        portal.outbox.emit("ONTASKUPDATE", task_id, portal.config, portal.client_endpoint)
+        app_events.task_changed(portal, "ONTASKUPDATE", task_id)
     return task
 
 

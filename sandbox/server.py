@@ -9,6 +9,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from sandbox.app import create_sandbox_app
+from sandbox.apps import Apps
 from sandbox.config import SandboxConfig
 from sandbox.store import Portal
 
@@ -29,11 +30,21 @@ class RunningSandbox:
     _server: BaseWSGIServer = field(repr=False)
     _thread: threading.Thread = field(repr=False)
     _portal: Portal = field(repr=False)
+    _apps: Apps | None = field(default=None, repr=False)
 
     @property
     def webhook_url(self) -> str:
         """The inbound-webhook base URL a client is configured with."""
         return f"{self.url}/rest/{self.config.user_id}/{self.config.secret}/"
+
+    @property
+    def oauth_url(self) -> str:
+        """The OAuth token endpoint of application mode."""
+        return f"{self.url}/oauth/token/"
+
+    def client_endpoint(self, name: str) -> str:
+        """The REST URL of the application-mode portal `name`."""
+        return f"{self.url}/portals/{name}/rest/"
 
     @property
     def portal(self) -> Portal:
@@ -46,6 +57,8 @@ class RunningSandbox:
         self._server.server_close()
         self._thread.join(timeout=5)
         self._portal.outbox.close()
+        if self._apps is not None:
+            self._apps.close()
 
 
 def start_in_thread(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> RunningSandbox:
@@ -55,13 +68,17 @@ def start_in_thread(config: SandboxConfig, host: str = "127.0.0.1", port: int = 
     thread = threading.Thread(target=server.serve_forever, name="sandbox-portal", daemon=True)
     thread.start()
     url = f"http://{host}:{server.server_port}"
-    return RunningSandbox(url, config, server, thread, app.extensions["sandbox_portal"])
+    apps: Apps = app.extensions["sandbox_apps"]
+    apps.server.base_url = url
+    return RunningSandbox(url, config, server, thread, app.extensions["sandbox_portal"], apps)
 
 
 def serve(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8700,
           seed: str | int | None = None) -> None:
     """Serve in the foreground until interrupted, optionally seeded ("demo" or N tasks)."""
     app = create_sandbox_app(config, seed)
+    apps: Apps = app.extensions["sandbox_apps"]
+    apps.server.base_url = f"http://{host}:{port}"
     server = make_server(host, port, app, threaded=True)
     try:
         server.serve_forever()
@@ -70,3 +87,4 @@ def serve(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8700,
     finally:
         server.server_close()
         app.extensions["sandbox_portal"].outbox.close()
+        apps.close()

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.appstate import AppState
 from sandbox.config import SandboxConfig, with_overrides
 from sandbox.events import Outbox
 from sandbox.limits import LeakyBucket, OperatingClock
@@ -58,6 +59,8 @@ class Portal:
     replays: dict[tuple[int, str, str], Replay] = field(default_factory=dict)
     outbox: Outbox = field(default_factory=Outbox)
     client_endpoint: str = "http://127.0.0.1/rest/"
+    app: AppState | None = None
+    """Set on an application-mode portal (reached with OAuth tokens); None on the webhook portal."""
 
     def __post_init__(self) -> None:
         self.bucket = LeakyBucket(self.config.rate, self.config.burst)
