@@ -17,11 +17,12 @@ install: $(VENV)/.installed
 redis: install
 	$(PY) scripts/ensure_redis.py $(REDIS_URL) --detach
 
+# APP=1: application mode, two sandbox portals install Taskwarden (docs/app-mode.md)
 run: install
-	$(PY) scripts/run.py run
+	$(PY) scripts/run.py run $(if $(APP),--app)
 
 demo: install
-	$(PY) scripts/run.py demo
+	$(PY) scripts/run.py demo $(if $(APP),--app)
 
 test: install lint
 	$(PY) scripts/ensure_redis.py $(TEST_REDIS_URL) --detach

@@ -36,7 +36,10 @@ from scripts.ensure_redis import ensure_redis  # noqa: E402
 BIN = Path(sys.executable).parent
 RUN_ENV = ROOT / "var" / "run.env"
 GENERATED = ("REDIS_URL", "SANDBOX_URL", "SANDBOX_SECRET", "SANDBOX_APPLICATION_TOKEN", "SANDBOX_HANDLER_URL",
-             "TASKWARDEN_ADMIN_TOKEN")
+             "TASKWARDEN_ADMIN_TOKEN", "B24_APP_CLIENT_ID", "B24_APP_CLIENT_SECRET", "B24_OAUTH_URL",
+             "B24_ALLOWED_PORTALS", "TASKWARDEN_PUBLIC_URL", "TASKWARDEN_SECRET_KEY")
+APP_PORTALS = ("alpha", "beta")
+"""The sandbox portals that install Taskwarden in the application-mode demo (``make run APP=1``)."""
 DEMO_CAP_SECONDS = 28800
 LOOP_TIMEOUT_SECONDS = 60.0
 
@@ -91,7 +94,7 @@ class Processes:
                 process.kill()
 
 
-def service_env(mode: str) -> tuple[dict[str, str], dict[str, str]]:
+def service_env(mode: str, app_mode: bool = False) -> tuple[dict[str, str], dict[str, str]]:
     """The environment for the children, and the facts the loop needs (ports, tokens)."""
     env = dict(os.environ)
     sandbox_mode = not env.get("B24_WEBHOOK_URL")
@@ -106,8 +109,19 @@ def service_env(mode: str) -> tuple[dict[str, str], dict[str, str]]:
         env.update(SANDBOX_URL=facts["sandbox"], SANDBOX_SECRET=secrets.token_hex(12),
                    SANDBOX_APPLICATION_TOKEN=secrets.token_hex(16),
                    SANDBOX_HANDLER_URL=f"{facts['web']}/bitrix24/events")
+    if sandbox_mode and app_mode:  # the sandbox plays two portals and the OAuth server; we are the application
+        from cryptography.fernet import Fernet
+
+        client_id, client_secret = f"app.{secrets.token_hex(6)}", secrets.token_urlsafe(24)
+        env.update(SANDBOX_PORTALS=",".join(APP_PORTALS), SANDBOX_APP_CLIENT_ID=client_id,
+                   SANDBOX_APP_CLIENT_SECRET=client_secret, B24_APP_CLIENT_ID=client_id,
+                   B24_APP_CLIENT_SECRET=client_secret, B24_OAUTH_URL=f"{facts['sandbox']}/oauth/token/",
+                   B24_ALLOWED_PORTALS="127.0.0.1", TASKWARDEN_PUBLIC_URL=facts["web"],
+                   TASKWARDEN_SECRET_KEY=Fernet.generate_key().decode())
+        env.pop("SANDBOX_HANDLER_URL", None)
     facts["admin_token"] = env.get("TASKWARDEN_ADMIN_TOKEN", "")
     facts["sandbox_mode"] = "1" if sandbox_mode else ""
+    facts["app_mode"] = "1" if sandbox_mode and app_mode else ""
     return env, facts
 
 
@@ -145,7 +159,7 @@ def start_all(procs: Processes, env: dict[str, str], facts: dict[str, str]) -> N
     flask = [str(BIN / "flask"), "--app", "app"]
     if facts["sandbox_mode"]:
         procs.start("sandbox portal", [*flask, "sandbox", "--port", facts["sandbox"].rsplit(":", 1)[1],
-                                       "--seed", "demo"], env)
+                                       "--seed", "demo"], {**env, "B24_APP_CLIENT_ID": ""})
         wait_until(lambda: SandboxControl(facts["sandbox"]).config(), "the sandbox portal", 20)
     procs.start("web", [str(BIN / "gunicorn"), "-c", "config/gunicorn.py", "app:create_app()"], env)
     procs.start("worker", [*flask, "worker"], env)
@@ -184,11 +198,41 @@ def show_loop(facts: dict[str, str], procs: Processes) -> bool:
     return any(d["outcome"] == "changed" and d["entity"] == f"entry:{entry_id}" for d in decisions)
 
 
+def show_app_loop(facts: dict[str, str], procs: Processes) -> bool:
+    """Application mode: both sandbox portals install Taskwarden; a long entry in each is capped through that
+    portal's own tokens and events."""
+    control = SandboxControl(facts["sandbox"])
+    entries = {}
+    for name in APP_PORTALS:
+        status, body = control.install(name, f"{facts['web']}/bitrix24/install")
+        print(f"[taskwarden] portal {name} installed the application: HTTP {status} {body}", flush=True)
+        if status != 200:
+            return False
+        task_id = control.add_task(portal=name, TITLE=f"Report for {name}")
+        entries[name] = control.add_entry(task_id, 36000, "client call", portal=name)
+        print(f"[taskwarden] {name}: task {task_id} got a 36000 s entry; its ONTASKADD goes to {facts['web']}",
+              flush=True)
+
+    def all_capped() -> bool:
+        procs.check_alive()
+        return all(int((control.entry(entry, portal=name) or {}).get("SECONDS", 0)) == DEMO_CAP_SECONDS
+                   for name, entry in entries.items())
+
+    wait_until(all_capped, "the entries of both portals to be capped", LOOP_TIMEOUT_SECONDS)
+    for name, entry in entries.items():
+        after = control.entry(entry, portal=name) or {}
+        print(f"[taskwarden] {name}: entry {entry} is now {after['SECONDS']} s, comment {after['COMMENT_TEXT']!r}",
+              flush=True)
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=("run", "demo"))
-    mode = parser.parse_args().mode
-    env, facts = service_env(mode)
+    parser.add_argument("--app", action="store_true", help="Application mode: two sandbox portals install it.")
+    arguments = parser.parse_args()
+    mode = arguments.mode
+    env, facts = service_env(mode, app_mode=arguments.app)
     procs = Processes()
     try:
         check_ports(facts)
@@ -196,7 +240,8 @@ def main() -> int:
         if mode == "run":
             write_run_env(env)
         start_all(procs, env, facts)
-        ok = show_loop(facts, procs) if facts["sandbox_mode"] else True
+        loop = show_app_loop if facts["app_mode"] else show_loop
+        ok = loop(facts, procs) if facts["sandbox_mode"] else True
         if mode == "demo":
             print(f"[taskwarden] demo {'passed' if ok else 'FAILED'}", flush=True)
             return 0 if ok else 1

@@ -26,3 +26,18 @@ def test_make_demo(redis: Redis) -> None:
     assert "entry 1 is now 28800 s, comment 'client call (capped at 8h)'" in output
     assert "outcome=changed cause=event" in output
     assert "demo passed" in output
+
+
+@pytest.mark.slow
+def test_make_demo_in_application_mode(redis: Redis) -> None:
+    """`make demo APP=1`: two sandbox portals install Taskwarden, and each one's long entry is capped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("B24_", "SANDBOX_", "TASKWARDEN_"))}
+    env["REDIS_URL"] = TEST_REDIS_URL
+    done = subprocess.run(["make", "--no-print-directory", "demo", "APP=1"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=240)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    for name in ("alpha", "beta"):
+        assert f"portal {name} installed the application: HTTP 200" in output
+        assert f"{name}: entry 1 is now 28800 s, comment 'client call (capped at 8h)'" in output
+    assert "demo passed" in output
