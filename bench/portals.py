@@ -77,6 +77,7 @@ def run(redis_url: str, portals: int, tasks: int, workers: int, expire: bool) ->
         if status != 200:
             raise SystemExit(f"install of {name} failed: {status} {body}")
         control.clear_requests(portal=name)
+    install_calls = {name: control.oauth_calls(name) for name in names}
     queued = _queue_everything(app, members, tasks)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
@@ -98,8 +99,13 @@ def run(redis_url: str, portals: int, tasks: int, workers: int, expire: bool) ->
         "peak_worker_rss_mb": round(memory.peak_worker_kb / 1024, 1),
         "peak_work_horse_rss_mb": round(memory.peak_horse_kb / 1024, 1),
         "requests_by_portal": {name: [f["requests"], f["bound"]] for name, f in per_portal.items()}}
+    result["entries_over_cap_left"] = sum(int(entry["SECONDS"]) > 28800 for name in names
+                                          for entry in control.entries(portal=name))
+    result["failed_jobs"] = app.extensions["taskwarden"].queue().failed_job_registry.count
+    result["writes"] = sum(f["writes"] for f in per_portal.values())
     if expire:
-        result["refresh_calls_per_portal"] = sorted({control.oauth_calls(name) for name in names})
+        result["refresh_calls_per_portal"] = sorted({control.oauth_calls(name) - install_calls[name]
+                                                     for name in names})
     sandbox.stop()
     return result
 
@@ -129,7 +135,7 @@ def _queue_everything(app: Any, members: dict[str, str], tasks: int) -> int:
         digest = rt.for_portal(member_id).rules.digest
         for task_id in range(1, tasks + 1):
             status = coalesce_evaluation(rt.queue(), member_id, task_id, event_name="ONTASKUPDATE",
-                                         event_id=f"bench:{task_id}", rules_digest=digest)
+                                         event_id=f"ONTASKUPDATE:{task_id}:bench", rules_digest=digest)
             queued += status == "queued"
     return queued
 
@@ -137,7 +143,9 @@ def _queue_everything(app: Any, members: dict[str, str], tasks: int) -> int:
 def _portal_figures(log: list[dict[str, Any]], started: float) -> dict[str, Any]:
     commands = sum(len(entry.get("commands") or []) or 1 for entry in log)
     bound = max(1, math.ceil(commands / 50))
-    return {"requests": len(log), "bound": bound, "ratio": round(len(log) / bound, 3),
+    writes = sum(1 for entry in log for command in entry.get("commands") or [entry]
+                 if str(command.get("method", "")).endswith((".update", ".delete")))
+    return {"requests": len(log), "bound": bound, "ratio": round(len(log) / bound, 3), "writes": writes,
             "query_limit_exceeded": sum(entry.get("status") == 503 for entry in log),
             "done_after_s": max((entry["at"] for entry in log), default=started) - started}
 
