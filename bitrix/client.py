@@ -17,7 +17,7 @@ from redis import Redis
 import metrics
 from bitrix.batch import BatchResult, Command, batch_params, chunks, parse_batch
 from bitrix.decode import Answer, decode_response
-from bitrix.errors import BitrixError, OperationTimeLimit, QueryLimitExceeded, ServerError
+from bitrix.errors import BitrixError, OperationTimeLimit, QueryLimitExceeded, ServerError, TransportError
 from bitrix.operating import OperatingBudget
 from bitrix.rate_limit import RequestBudget
 from bitrix.retry import backoff_seconds, should_retry
@@ -61,7 +61,7 @@ class Client:
         return f"Client(portal={self.portal.id!r})"
 
     def call(self, method: str, params: dict[str, Any] | list[Any] | None = None, *, v3: bool = False,
-             idempotency_key: str | None = None) -> Answer:
+             idempotency_key: str | None = None, resend_lost: bool = True) -> Answer:
         """Call one method; positional ``task.*`` methods take a list, in the manifest's order.
 
         Raises:
@@ -86,6 +86,8 @@ class Client:
                 answer = decode_response(method, raw.status, raw.body, raw.replayed)
             except BitrixError as error:
                 metrics.count(self.portal.id, "rest_requests", method=method, code=error.code[:64])
+                if not resend_lost and isinstance(error, TransportError):
+                    raise  # the request may have been carried out: the caller checks before sending it again
                 if error.code == "expired_token" and self._tokens is not None and not refreshed:
                     token, refreshed = self._tokens.refresh(stale=token or ""), True  # once: then it is not expiry
                     continue
@@ -108,17 +110,18 @@ class Client:
         """Call one command and return just its result."""
         return self.call(command.method, command.params).result
 
-    def batch(self, commands: Mapping[str, Command], halt: bool = False) -> BatchResult:
+    def batch(self, commands: Mapping[str, Command], halt: bool = False, resend_lost: bool = True) -> BatchResult:
         """Send any number of commands, 50 per HTTP request; per-command errors are returned, not raised.
 
-        Commands of a paused method are not sent: they come back as OperationTimeLimit errors.
+        Commands of a paused method are not sent: they come back as OperationTimeLimit errors. With
+        ``resend_lost=False`` a request whose answer was lost (``TransportError``) is not sent again: it is raised.
         """
         merged = BatchResult()
         paused = self._operating.check(command.method for command in commands.values())
         sendable = {key: c for key, c in commands.items() if c.method.lower() not in paused}
         merged.errors.update({key: paused[c.method.lower()] for key, c in commands.items() if key not in sendable})
         for part in chunks(sendable):
-            answer = self.call("batch", batch_params(part, halt=halt))
+            answer = self.call("batch", batch_params(part, halt=halt), resend_lost=resend_lost)
             result = parse_batch(part, answer.result)
             self._operating.observe((part[key].method, timing) for key, timing in result.times.items() if key in part)
             for error in result.errors.values():

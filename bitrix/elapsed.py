@@ -69,9 +69,12 @@ def task_filter_allowed(manifest_result: Any) -> bool:
     return isinstance(fields, list) and "TASK_ID" in fields
 
 
+UPDATE_METHOD = "task.elapseditem.update"
+
+
 def update(task_id: int, entry_id: int, seconds: int, comment: str) -> Command:
     """Set an entry's seconds; COMMENT_TEXT is always sent since newer servers may wipe it otherwise."""
-    return Command("task.elapseditem.update", [task_id, entry_id, {"SECONDS": seconds, "COMMENT_TEXT": comment}])
+    return Command(UPDATE_METHOD, [task_id, entry_id, {"SECONDS": seconds, "COMMENT_TEXT": comment}])
 
 
 def delete(task_id: int, entry_id: int) -> Command:

@@ -111,11 +111,14 @@ class SandboxControl(AppsControl):
 
     def fault(self, method: str, status: int = 500, error: str = "INTERNAL_SERVER_ERROR",
               description: str = "Internal server error", times: int = 1, envelope: str = "classic",
-              in_batch: bool = False, delay: float = 0.0, portal: str | None = None) -> None:
-        """Make the next `times` calls of `method` ("*" = any) fail; status 0 drops the connection."""
+              in_batch: bool = False, delay: float = 0.0, portal: str | None = None, skip: int = 0,
+              after: bool = False) -> None:
+        """Make the next `times` calls of `method` ("*" = any) fail; status 0 drops the connection. `skip` lets
+        that many matching calls through first; `after` runs the call and then loses its answer."""
         self._call("POST", "/faults", portal, json={"method": method, "status": status, "error": error,
                                                     "description": description, "times": times,
-                                                    "envelope": envelope, "in_batch": in_batch, "delay": delay})
+                                                    "envelope": envelope, "in_batch": in_batch, "delay": delay,
+                                                    "skip": skip, "after": after})
 
     def clear_faults(self, portal: str | None = None) -> None:
         """Remove every injected fault."""

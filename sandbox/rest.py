@@ -168,6 +168,10 @@ def _faulted(the_portal: Portal, fault: Fault, req: _Request) -> Response:
     with the_portal.lock:
         if fault.status == 200:
             response = _execute(the_portal, req)
+        elif fault.after:  # done, but the answer never arrives
+            _execute(the_portal, req)
+            req.entry.update(status=fault.status, error=fault.error)
+            response = _fault_body(fault)
         else:
             req.entry.update(status=fault.status, error=fault.error)
             response = _fault_body(fault)

@@ -28,6 +28,11 @@ class Fault:
     envelope: str = "classic"
     in_batch: bool = False
     delay: float = 0.0
+    skip: int = 0
+    """Matching calls let through untouched before this fault applies (e.g. the read before the write)."""
+    after: bool = False
+    """The call runs, then its answer is replaced by the fault (status 0: the connection drops), as when an
+    answer is lost on the way back."""
 
 
 @dataclass
@@ -103,6 +108,9 @@ class Portal:
         """Consume one use of the first fault matching `method`, if any."""
         for fault in self.faults:
             if fault.in_batch == in_batch and fault.method in (method, "*"):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 if fault.times > 0:  # times <= 0 at creation: until cleared
                     fault.times -= 1
                     if fault.times == 0:

@@ -146,3 +146,23 @@ class TestAuditApi:
         """Non-integer filters are a 400, not a 500."""
         answer = client.get("/audit?task=abc", headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"})
         assert answer.status_code == 400
+
+
+class TestLostAnswer:
+    def test_a_clamp_whose_answer_was_lost_is_confirmed_not_repeated(self, app: Flask, sandbox: Any,
+                                                                    wired: str) -> None:
+        """The write batch is carried out but its answer never arrives: the entries are read back with
+        task.elapseditem.get, and the clamp is recorded as done without being sent a second time."""
+        task_id = sandbox.add_task(TITLE="t")
+        entry_id = sandbox.add_entry(task_id, 36000, "client call")
+        deliver_edit(sandbox, task_id)
+        sandbox.clear_requests()
+        sandbox.fault("batch", status=0, skip=1, after=True)  # the read goes through; the write's answer is lost
+        run_worker(app)
+        entry = sandbox.entry(entry_id)
+        assert (entry["SECONDS"], entry["COMMENT_TEXT"]) == (28800, "client call (capped at 8h)")
+        sent = [c["method"] for r in work_requests(sandbox) for c in r["commands"]]
+        assert sent.count("task.elapseditem.update") == 1 and sent.count("task.elapseditem.get") == 1
+        audit = requests.get(f"{wired}/audit", params={"task": task_id},
+                             headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}, timeout=5).json()
+        assert [d["outcome"] for d in audit["decisions"]] == ["changed"]

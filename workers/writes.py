@@ -14,10 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
+import structlog
+
 import keys
+from bitrix import elapsed
 from bitrix.batch import MAX_COMMANDS, Command
-from bitrix.errors import AuthError, BitrixError, MethodNotFound
+from bitrix.errors import AuthError, BitrixError, MethodNotFound, TransportError
 from runtime import Runtime
+
+log = structlog.get_logger(__name__)
 
 V3_MEMORY_SECONDS = 86400
 Write = tuple[Command, str | None]
@@ -41,8 +46,38 @@ def send_writes(rt: Runtime, writes: dict[str, Write]) -> dict[str, BitrixError]
         errors.update(v3_errors)
         classic.update(fallbacks)
     if classic:
-        errors.update(rt.client.batch(classic).errors)
+        errors.update(_send_classic(rt, classic))
     return errors
+
+
+def _send_classic(rt: Runtime, classic: dict[str, Command]) -> dict[str, BitrixError]:
+    """The classic batch, sent once; if its answer is lost, the time entries it clamped are read back with
+    ``task.elapseditem.get`` and only what is not already so is sent again (a clamp is confirmed, not repeated).
+    """
+    try:
+        return rt.client.batch(classic, resend_lost=False).errors
+    except TransportError:
+        done = confirmed_clamps(rt, classic)
+        log.warning("writes.answer_lost", writes=len(classic), confirmed=len(done))
+        rest = {key: command for key, command in classic.items() if key not in done}
+        return rt.client.batch(rest).errors if rest else {}
+
+
+def confirmed_clamps(rt: Runtime, writes: dict[str, Command]) -> set[str]:
+    """The keys of time-entry updates the portal already shows as written (seconds and comment)."""
+    updates = {key: command.params for key, command in writes.items()
+               if command.method == elapsed.UPDATE_METHOD and isinstance(command.params, list)}
+    if not updates:
+        return set()
+    answers = rt.client.batch({key: elapsed.get(params[0], params[1]) for key, params in updates.items()})
+    done = set()
+    for key, params in updates.items():
+        row = answers.results.get(key)
+        wanted = params[2]
+        if isinstance(row, dict) and elapsed.entry_from_wire(row).seconds == wanted["SECONDS"] and \
+                str(row.get("COMMENT_TEXT") or "") == str(wanted.get("COMMENT_TEXT") or ""):
+            done.add(key)
+    return done
 
 
 def _send_v3(rt: Runtime, writes: dict[str, Write]) -> tuple[dict[str, BitrixError], dict[str, Command]]:
