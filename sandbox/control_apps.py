@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from sandbox import apps, dates
+from sandbox import apps, control_api, dates
 from sandbox.apps import Apps, TokenFault, registry
 from sandbox.appstate import AppState
 from sandbox.control_api import ControlError
@@ -24,14 +24,9 @@ bp = Blueprint("sandbox_control_apps", __name__, url_prefix="/_sandbox/apps")
 CONTROL_BLUEPRINT = "sandbox_control"
 
 
-@bp.errorhandler(ControlError)
-def _control_error(exc: ControlError) -> tuple[Response, int]:
-    return jsonify(error=str(exc)), exc.status
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> tuple[Response, int]:
-    return jsonify(error=exc.description), exc.code or 500
+# The control API's own error answers: one JSON shape for both blueprints.
+bp.register_error_handler(ControlError, control_api._control_error)
+bp.register_error_handler(HTTPException, control_api._http_error)
 
 
 def select_portal() -> Response | None:
