@@ -59,3 +59,8 @@ bench-sweep: install
 bench-ingest: install
 	$(PY) scripts/ensure_redis.py $(BENCH_REDIS_URL) --detach
 	$(PY) -m bench.ingest --redis-url $(BENCH_REDIS_URL)
+
+# A master, a replica and three Sentinels of its own on loopback (the machine's Redis is not used).
+.PHONY: bench-failover
+bench-failover: install
+	$(PY) -m bench.failover

@@ -121,8 +121,9 @@ def rules_for(settings: Settings, default: RuleSet, member_id: str) -> RuleSet:
 
 def build_runtime(settings: Settings, rules: RuleSet) -> Runtime:
     """Describe the portal and make the Redis client (it connects on first use)."""
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10,
-                           health_check_interval=30)
+    from redis_connect import connect
+
+    redis = connect(settings)  # one server (REDIS_URL), or the master the Sentinels name
     portal = APP_PLACEHOLDER if settings.app_mode else portal_from_settings(settings)
     return Runtime(settings=settings, rules=rules, portal=portal, redis=redis)
 

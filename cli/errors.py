@@ -12,6 +12,7 @@ import click
 from flask import current_app
 from redis.exceptions import RedisError
 
+import redis_connect
 from bitrix.errors import AuthError, BitrixError, TransportError
 from logging_setup import redact_text
 
@@ -23,7 +24,8 @@ def operator_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return callback(*args, **kwargs)
         except RedisError as exc:
-            _fail(f"Redis at {_redis_address()} does not answer ({type(exc).__name__}): check REDIS_URL and that "
+            variable = "REDIS_SENTINELS" if _settings().sentinel_addresses else "REDIS_URL"
+            _fail(f"Redis at {_redis_address()} does not answer ({type(exc).__name__}): check {variable} and that "
                   "Redis is running")
         except TransportError as exc:
             _fail(f"the portal does not answer ({redact_text(exc.description or exc.code)}): check "
@@ -41,9 +43,15 @@ def _fail(line: str) -> NoReturn:
     raise SystemExit(1)
 
 
+def _settings() -> Any:
+    return current_app.extensions["taskwarden"].settings
+
+
 def _redis_address() -> str:
-    """host:port/db of REDIS_URL, without its password."""
-    parts = urlsplit(current_app.extensions["taskwarden"].settings.redis_url)
+    """host:port/db of REDIS_URL (or the Sentinels and master), without a password."""
+    if _settings().sentinel_addresses:
+        return redis_connect.describe(_settings())
+    parts = urlsplit(_settings().redis_url)
     return f"{parts.hostname or parts.path}:{parts.port or 6379}{parts.path if parts.hostname else ''}"
 
 

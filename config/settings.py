@@ -43,6 +43,20 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=("var/run.env", ".env"), extra="ignore", hide_input_in_errors=True)
 
     redis_url: str = DEFAULT_REDIS_URL
+    """One Redis server (its db number in the path). With Sentinel it must not be set."""
+    redis_sentinels: str | None = None
+    """``host:port,host:port,...`` of the Sentinels; set, every process talks to the master they name."""
+    redis_sentinel_master: str | None = None
+    """The master's name in the Sentinels' configuration (``sentinel monitor <name> ...``)."""
+    redis_sentinel_password: SecretStr | None = None
+    """The Sentinels' own password (their ``requirepass``), if they have one."""
+    redis_password: SecretStr | None = None
+    """The Redis servers' password: with Sentinel, the master's; with REDIS_URL, unless the URL carries one."""
+    redis_db: int = Field(0, ge=0)
+    """The database with Sentinel (with one server it is REDIS_URL's path)."""
+    taskwarden_redis_min_replicas: int = Field(0, ge=0)
+    """Replicas that must have an event's queued evaluation before intake answers 200; a replica that does not
+    acknowledge in time makes intake keep the event on disk too (202). 0: answer as soon as the master has it."""
     b24_webhook_url: SecretStr | None = None
     b24_application_token: SecretStr | None = None
     b24_member_id: str | None = None
@@ -86,6 +100,28 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_sentinels(value)  # raises ValueError naming the entry by position, never echoing it
+        return value
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _sentinel_master_name(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if any(char.isspace() or char == "," for char in value.strip()):
+            raise ValueError("must be one name, as in the Sentinels' `sentinel monitor <name> ...`")
+        return value.strip()
+
+    @field_validator("redis_sentinel_password", "redis_password")
+    @classmethod
+    def _empty_password_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
     @field_validator("b24_webhook_url")
     @classmethod
     def _webhook_shape(cls, value: SecretStr | None) -> SecretStr | None:
@@ -113,6 +149,16 @@ class Settings(BaseSettings):
         token = self.b24_application_token.get_secret_value().strip() if self.b24_application_token else ""
         if self.b24_webhook_url is not None and not token:
             raise ValueError("B24_APPLICATION_TOKEN is required when B24_WEBHOOK_URL is set")
+        return self
+
+    @model_validator(mode="after")
+    def _one_redis(self) -> Settings:
+        """Either one server (REDIS_URL) or Sentinel, each with only the variables that apply to it: a variable
+        that would be silently ignored is refused instead."""
+        problem = redis_settings_problem(self.redis_sentinels is not None, self.redis_sentinel_master is not None,
+                                         self.redis_sentinel_password is not None, self.model_fields_set)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")
@@ -149,9 +195,43 @@ class Settings(BaseSettings):
         return bool(self.b24_app_client_id)
 
     @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """REDIS_SENTINELS as (host, port) pairs; empty without Sentinel."""
+        return parse_sentinels(self.redis_sentinels) if self.redis_sentinels is not None else []
+
+    @property
     def uses_sandbox(self) -> bool:
         """True when no real portal is configured and the sandbox portal stands in."""
         return self.b24_webhook_url is None and not self.app_mode
+
+
+def parse_sentinels(value: str) -> list[tuple[str, int]]:
+    """``host:port,host:port,...`` (IPv6 hosts in brackets) as pairs; a ValueError names a bad entry by its
+    position only, so that a password pasted there by mistake is not repeated."""
+    found = []
+    for number, entry in enumerate(value.split(","), 1):
+        host, _, port = entry.strip().rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in "/@ "):
+            raise ValueError(f"entry {number} is not host:port (expected e.g. sentinel-1:26379,sentinel-2:26379)")
+        found.append((host, int(port)))
+    return found
+
+
+def redis_settings_problem(sentinels: bool, master: bool, sentinel_password: bool, given: set[str]) -> str | None:
+    """What is wrong with this combination of Redis variables, or None. ``given``: the variables set."""
+    if sentinels and not master:
+        return "REDIS_SENTINEL_MASTER is required when REDIS_SENTINELS is set"
+    if master and not sentinels:
+        return "REDIS_SENTINEL_MASTER is set but REDIS_SENTINELS is not"
+    if sentinel_password and not sentinels:
+        return "REDIS_SENTINEL_PASSWORD applies only with REDIS_SENTINELS"
+    if sentinels and "redis_url" in given:
+        return ("set REDIS_URL (one server) or REDIS_SENTINELS (Sentinel), not both; with Sentinel the database "
+                "is REDIS_DB")
+    if not sentinels and "redis_db" in given:
+        return "REDIS_DB applies only with REDIS_SENTINELS; with one server the database is REDIS_URL's path"
+    return None
 
 
 def check_fernet_keys(current: str, old: str) -> None:

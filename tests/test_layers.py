@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RANKS = {
     # settings and rules schema, Redis key names, logging, Lua scripts: import nothing of ours
-    "config": 0, "keys": 0, "logging_setup": 0, "redis_scripts": 0,
+    "config": 0, "keys": 0, "logging_setup": 0, "redis_scripts": 0, "redis_connect": 0,
     # what decisions and requests are recorded in
     "metrics": 1, "audit": 1,
     "report": 2, "bitrix": 2,

@@ -20,7 +20,9 @@ from rq.serializers import JSONSerializer
 
 import metrics
 import queueing
+import redis_connect
 import runtime
+from config.settings import Settings
 from logging_setup import redact_text
 from runtime import Runtime
 
@@ -88,10 +90,10 @@ def stop_waiting_for_redis() -> None:
     _stopping.set()
 
 
-def patient_redis(url: str) -> Redis:
-    """A client for RQ's machinery in a long-running process (see ``PatientRetry``)."""
-    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30,
-                          retry=PatientRetry())
+def patient_redis(settings: Settings) -> Redis:
+    """A client for RQ's machinery in a long-running process (see ``PatientRetry``), of the configured Redis:
+    a single server, or the master Sentinel names (followed through a failover)."""
+    return redis_connect.connect(settings, retry=PatientRetry())
 
 
 class JobContextMixin:
@@ -187,7 +189,7 @@ def build_worker(rt: Runtime, queue_names: tuple[str, ...] = queueing.QUEUES,
                  name: str | None = None) -> TaskwardenWorker:
     """The worker and its queues on a patient connection of their own; jobs keep using ``rt.redis``, whose
     calls fail after redis-py's few retries, so that a job meets an outage as an error and is retried."""
-    connection = patient_redis(rt.settings.redis_url)
+    connection = patient_redis(rt.settings)
     queues = [Queue(queue_name, connection=connection, serializer=JSONSerializer) for queue_name in queue_names]
     return TaskwardenWorker(queues, name=name, connection=connection, serializer=JSONSerializer,
                             worker_ttl=WORKER_TTL_SECONDS, maintenance_interval=MAINTENANCE_INTERVAL_SECONDS,
