@@ -79,6 +79,13 @@ class Runtime:
         view.box = self.box
         return view
 
+    def portal_ids(self, only: str | None = None) -> list[str]:
+        """``only``, or every portal whose records one may read: the one portal of webhook mode; every portal
+        ever installed in application mode (an uninstalled one's audit stays readable unless it was cleaned)."""
+        if only:
+            return [only]
+        return registry.member_ids(self.redis) if self.settings.app_mode else [self.portal.id]
+
     def active_portals(self) -> list[Runtime]:
         """Every portal this process serves, each as its own view: the one portal in webhook mode, the
         active installed ones in application mode."""

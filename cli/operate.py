@@ -27,31 +27,53 @@ def _runtime() -> Runtime:
     return current_app.extensions["taskwarden"]
 
 
+def _one_portal(portal: str | None) -> Runtime:
+    """The runtime seen from one portal: ``--portal``, required in application mode (there is no default)."""
+    rt = _runtime()
+    if not rt.settings.app_mode:
+        return rt
+    if not portal:
+        raise click.UsageError("give --portal MEMBER_ID in application mode (`flask --app app portals` lists them)")
+    return rt.for_portal(portal)
+
+
+portal_option = click.option("--portal", help="Application mode: only this portal (member_id).")
+
+
 @click.command("audit")
 @with_appcontext
 @click.option("--task", type=int, help="Only this task.")
 @click.option("--rule", help="Only this rule.")
 @click.option("--outcome", type=click.Choice(audit.OUTCOMES), help="Only this outcome.")
 @click.option("--limit", type=int, default=50, show_default=True)
+@portal_option
 @operator_errors
-def audit_command(task: int | None, rule: str | None, outcome: str | None, limit: int) -> None:
-    """Print the latest decisions, newest first."""
+def audit_command(task: int | None, rule: str | None, outcome: str | None, limit: int, portal: str | None) -> None:
+    """Print the latest decisions, newest first (of every portal, unless --portal)."""
     rt = _runtime()
-    rows = audit.query(rt.redis, rt.portal.id, task=task, rule=rule, outcome=outcome, limit=limit)
-    click.echo(format_table(rows))
+    rows = [{**row, "portal": portal_id} for portal_id in rt.portal_ids(portal)
+            for row in audit.query(rt.redis, portal_id, task=task, rule=rule, outcome=outcome, limit=limit)]
+    rows = sorted(rows, key=lambda row: row["time"], reverse=True)[:limit]
+    columns = (("portal",) if rt.settings.app_mode else ()) + DECISION_COLUMNS
+    click.echo(format_table(rows, columns=columns))
 
 
 @click.command("report")
 @click.option("--limit", type=int, default=20, show_default=True, help="Tasks listed per rule.")
+@portal_option
 @with_appcontext
 @operator_errors
-def report_command(limit: int) -> None:
-    """Print, per rule, the tasks currently out of compliance."""
+def report_command(limit: int, portal: str | None) -> None:
+    """Print, per rule, the tasks currently out of compliance (of every portal, unless --portal)."""
     rt = _runtime()
-    for item in report.build(rt.redis, rt.portal.id, limit=limit, local_rules=rt.rules.rules)["rules"]:
+    local = () if rt.settings.app_mode else rt.rules.rules
+    items = [(portal_id, item) for portal_id in rt.portal_ids(portal)
+             for item in report.build(rt.redis, portal_id, limit=limit, local_rules=local)["rules"]]
+    for portal_id, item in items:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(item["by_outcome"].items())) or "nothing open"
         stale = "" if item["in_local_rules"] else " [not in the local rules file: as the workers ran it]"
-        click.echo(f"{item['rule']} ({item['policy']}, {item['mode']}): {item['open_tasks']} task(s) open; "
+        where = f"portal {portal_id}: " if rt.settings.app_mode else ""
+        click.echo(f"{where}{item['rule']} ({item['policy']}, {item['mode']}): {item['open_tasks']} task(s) open; "
                    f"{counts}{stale}")
         rows = [d for task in item["tasks"] for d in task["decisions"]]
         if rows:
@@ -61,11 +83,12 @@ def report_command(limit: int) -> None:
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@portal_option
 @with_appcontext
 @operator_errors
-def status_command(as_json: bool) -> None:
+def status_command(as_json: bool, portal: str | None) -> None:
     """One screen: queues, workers, budget, sweeps, failed jobs, recent decisions."""
-    status = collect_status(_runtime())
+    status = collect_status(_one_portal(portal))
     click.echo(json.dumps(status, indent=2, default=str) if as_json else render(status))
 
 
@@ -92,11 +115,12 @@ def failed_command(requeue: bool, job_ids: tuple[str, ...]) -> None:
 @click.option("--sweep", "kind", type=click.Choice(SWEEP_KINDS), default="full", show_default=True)
 @click.option("--rule", "rule_name", help="Only this rule.")
 @click.option("--dry-run", is_flag=True, help="Change nothing: would_change decisions, cursor left in place.")
+@portal_option
 @with_appcontext
 @operator_errors
-def reconcile_command(kind: str, rule_name: str | None, dry_run: bool) -> None:
+def reconcile_command(kind: str, rule_name: str | None, dry_run: bool, portal: str | None) -> None:
     """Run a sweep now, in the foreground, with progress and a summary."""
-    rt = _runtime()
+    rt = _one_portal(portal)
     if rule_name and rule_name not in {rule.name for rule in rt.rules.rules}:
         raise click.BadParameter(f"no rule named {rule_name!r}", param_hint="--rule")
     tty = sys.stderr.isatty()
@@ -121,8 +145,10 @@ def reconcile_command(kind: str, rule_name: str | None, dry_run: bool) -> None:
                f"{stats.missed_by_events} missed by events, {stats.skipped_busy} busy, {stats.requests} requests")
 
 
-def format_table(rows: list[dict], columns: tuple[str, ...] = ("time", "rule", "task_id", "entity", "before",
-                                                                 "after", "outcome", "cause", "detail")) -> str:
+DECISION_COLUMNS = ("time", "rule", "task_id", "entity", "before", "after", "outcome", "cause", "detail")
+
+
+def format_table(rows: list[dict], columns: tuple[str, ...] = DECISION_COLUMNS) -> str:
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]

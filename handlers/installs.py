@@ -10,7 +10,6 @@ only then is the portal stored. The posted ``client_endpoint`` is never called.
 from __future__ import annotations
 
 import fnmatch
-import hmac
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from bitrix.errors import BitrixError
 from config.rules import RuleSet
 from handlers.parse import parse_form, parse_json
 from handlers.refusals import IntakeError, MalformedEvent, Unauthorized
+from handlers.verify import verify_token
 from portals import registry
 from portals.oauth import Grant, OAuthRefused, OAuthUnreachable, exchange
 from runtime import Runtime, app_portal, rules_for
@@ -84,8 +84,7 @@ def verify_app_event(rt: Runtime, member_id: str | None, token: str | None) -> P
     view = portal_view(rt, member_id) if member_id else None
     if view is None:
         raise Unauthorized("no portal with this member_id is installed")
-    if not token or not hmac.compare_digest(token.encode(), view.application_token.encode()):
-        raise Unauthorized("wrong application token")
+    verify_token(token, view.application_token)
     return view
 
 
@@ -227,6 +226,15 @@ class _Fixed:
         return self._token
 
 
+TOUCH_SECONDS = 10.0
+"""A web process notes a portal's latest event at most this often: ``portals`` shows it to the minute, and a
+Redis write per event would double intake's round trips."""
+_touched: dict[str, float] = {}
+
+
 def touch(redis: Redis, member_id: str) -> None:
     """Note when the portal's last event arrived (``portals`` shows it)."""
-    redis.set(keys.last_event(member_id), int(time.time()))
+    now = time.time()
+    if now - _touched.get(member_id, 0.0) >= TOUCH_SECONDS:
+        _touched[member_id] = now
+        redis.set(keys.last_event(member_id), int(now))

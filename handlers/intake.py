@@ -198,8 +198,10 @@ def queue_spooled(rt: Runtime) -> Callable[[dict[str, Any]], str]:
     """How a spooled event is queued once Redis is back: exactly like a fresh one (coalescing applies)."""
     def handle(record: dict[str, Any]) -> str:
         portal_id = record.get("portal_id") or rt.portal.id
+        view = portal_view(rt, portal_id) if rt.settings.app_mode else None
+        rules = view.rules if view is not None else rt.rules  # an installed portal may have rules of its own
         return coalesce(rt.redis, rt.queue(), portal_id, record["task_id"], event_name=record["event_name"],
-                        event_id=record["event_id"], rules_digest=rt.rules.digest,
+                        event_id=record["event_id"], rules_digest=rules.digest,
                         max_waiting=rt.settings.taskwarden_max_waiting)
     return handle
 

@@ -130,6 +130,14 @@ class TestEvents:
         text = app.test_client().get("/metrics").get_data(as_text=True)
         for member_id in (alpha["member_id"], beta["member_id"]):
             assert f'taskwarden_evaluations_total{{outcome="done",portal="{member_id}"}} 1.0' in text
+        runner = app.test_cli_runner()
+        every = runner.invoke(args=["audit"]).stdout
+        assert alpha["member_id"] in every and beta["member_id"] in every
+        only = runner.invoke(args=["audit", "--portal", alpha["member_id"]]).stdout
+        assert alpha["member_id"] in only and beta["member_id"] not in only
+        assert runner.invoke(args=["status"]).exit_code == 2  # which portal? (usage error)
+        status = json.loads(runner.invoke(args=["status", "--json", "--portal", beta["member_id"]]).stdout)
+        assert status["portal"] == beta["member_id"]
 
     def test_no_token_in_logs_metrics_audit_or_portals(self, app_mode: tuple[Flask, str], sandbox: Any,
                                                       redis: Redis) -> None:

@@ -9,8 +9,6 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request
 
 import audit
 import report
-from portals import registry
-from runtime import Runtime
 from web.auth import admin_allowed
 
 bp = Blueprint("admin", __name__)
@@ -31,7 +29,7 @@ def audit_trail() -> tuple[Response, int]:
         limit = min(int(request.args.get("limit", 100)), MAX_LIMIT)
     except ValueError:
         return jsonify(status="error", error="bad_request", message="task and limit must be integers"), 400
-    decisions = [{**decision, "portal": portal_id} for portal_id in _portals(rt)
+    decisions = [{**decision, "portal": portal_id} for portal_id in rt.portal_ids(request.args.get("portal"))
                  for decision in audit.query(rt.redis, portal_id, task=task, rule=request.args.get("rule") or None,
                                              outcome=request.args.get("outcome") or None, limit=max(limit, 1))]
     decisions = sorted(decisions, key=lambda decision: decision["time"], reverse=True)[:max(limit, 1)]
@@ -45,15 +43,8 @@ def compliance_report() -> tuple[Response, int]:
         limit = min(int(request.args.get("limit", report.DEFAULT_TASKS_PER_RULE)), MAX_LIMIT)
     except ValueError:
         return jsonify(status="error", error="bad_request", message="limit must be an integer"), 400
-    rules = [{**item, "portal": portal_id} for portal_id in _portals(rt)
+    rules = [{**item, "portal": portal_id} for portal_id in rt.portal_ids(request.args.get("portal"))
              for item in report.build(rt.redis, portal_id, limit=max(limit, 1),
                                       local_rules=rt.rules.rules if not rt.settings.app_mode else ())["rules"]]
     return jsonify(rules=rules, limit=max(limit, 1)), 200
 
-
-def _portals(rt: Runtime) -> list[str]:
-    """``?portal=`` alone, or every portal served (application mode: every portal ever installed, so the
-    records of an uninstalled one stay readable unless it asked for them to be cleaned)."""
-    if request.args.get("portal"):
-        return [request.args["portal"]]
-    return registry.member_ids(rt.redis) if rt.settings.app_mode else [rt.portal.id]
