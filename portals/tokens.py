@@ -43,11 +43,16 @@ class PortalTokens:
     def __init__(self, redis: Redis, box: Box, settings: Settings, member_id: str,
                  oauth: Callable[[Settings, str], Grant] = exchange) -> None:
         self._redis, self._box, self._settings, self._member_id, self._oauth = redis, box, settings, member_id, oauth
+        # The token in hand: a job makes several calls, and Redis is read again only near its expiry.
+        self._token, self._expires_at = "", 0.0
 
     def access_token(self) -> str:
+        if self._token and self._expires_at - time.time() >= REFRESH_AHEAD_SECONDS:
+            return self._token
         record = self._record()
         if record.expires_at - time.time() < REFRESH_AHEAD_SECONDS:
             return self.refresh(stale=record.access_token)
+        self._token, self._expires_at = record.access_token, record.expires_at
         return record.access_token
 
     def refresh(self, stale: str) -> str:
@@ -63,6 +68,7 @@ class PortalTokens:
         try:
             record = self._record()
             if record.access_token != stale and record.expires_at - time.time() >= REFRESH_AHEAD_SECONDS:
+                self._token, self._expires_at = record.access_token, record.expires_at
                 return record.access_token  # another process refreshed while we waited
             try:
                 grant = self._oauth(self._settings, record.refresh_token)
@@ -77,6 +83,7 @@ class PortalTokens:
                 raise TokenRefreshFailed("oauth", "OAUTH_UNREACHABLE", str(exc)) from None
             registry.store_tokens(self._redis, self._box, self._member_id, grant.access_token, grant.refresh_token,
                                   grant.expires_at)
+            self._token, self._expires_at = grant.access_token, grant.expires_at
             log.info("portal.token_refreshed", member_id=self._member_id)
             return grant.access_token
         finally:
