@@ -26,6 +26,7 @@ SWEEP_QUEUE = "taskwarden-sweeps"
 QUEUES = (EVALUATION_QUEUE, SWEEP_QUEUE)
 
 EVALUATE_TASK = "workers.jobs.evaluate_task"
+RECHECK_TASKS = "workers.jobs.recheck_tasks"
 RUN_SWEEP = "workers.jobs.run_sweep_job"
 
 EVALUATION_TIMEOUT_SECONDS = 120
@@ -39,6 +40,10 @@ scheduler (whose lock a killed worker may hold for a minute) before it runs agai
 FAILURE_TTL_SECONDS = 7 * 86400
 RESULT_TTL_SECONDS = 3600
 SWEEP_JOB_TIMEOUT_SECONDS = 3600
+RECHECK_DELAY_SECONDS = 10
+"""How long after writing tasks a worker reads them again. The portal answers each of our task writes with an
+``ONTASKUPDATE`` a few seconds later; the tasks stay pending meanwhile, so those events coalesce into one
+re-read of them all instead of one evaluation each. An event arriving later is evaluated as usual."""
 
 
 def evaluation_spec(portal_id: str, task_id: int, cause: str, event_name: str | None, event_id: str | None,
@@ -65,17 +70,19 @@ def evaluation_retry() -> Retry:
     return Retry(max=len(RETRY_INTERVALS_SECONDS), interval=jittered_retry_intervals())
 
 
+def _job_options(kwargs: dict[str, Any], meta: dict[str, Any], description: str) -> dict[str, Any]:
+    """An evaluation job's options for RQ: a fresh id, our timeout, TTLs and retries."""
+    return {"job_id": str(uuid4()), "kwargs": kwargs, "meta": meta, "description": description,
+            "job_timeout": EVALUATION_TIMEOUT_SECONDS, "result_ttl": RESULT_TTL_SECONDS,
+            "failure_ttl": FAILURE_TTL_SECONDS, "retry": evaluation_retry()}
+
+
 def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str = "event",
                        event_name: str | None = None, event_id: str | None = None, rules_digest: str | None = None,
                        delay_seconds: float = 0, pipeline: Any = None) -> Job:
     """Queue one evaluation of a task with our retry and TTL policy, and list the task as waiting."""
-    job_id = str(uuid4())
-    kwargs, meta, description = evaluation_spec(portal_id, task_id, cause, event_name, event_id, rules_digest)
-    options: dict[str, Any] = {
-        "job_id": job_id, "kwargs": kwargs, "meta": meta, "description": description,
-        "job_timeout": EVALUATION_TIMEOUT_SECONDS, "result_ttl": RESULT_TTL_SECONDS,
-        "failure_ttl": FAILURE_TTL_SECONDS, "retry": evaluation_retry(),
-    }
+    options = _job_options(*evaluation_spec(portal_id, task_id, cause, event_name, event_id, rules_digest))
+    job_id = options["job_id"]
     if pipeline is not None:  # RQ watches keys on the pipeline first; ours comes after, in the same MULTI
         if delay_seconds:
             job = queue.enqueue_in(dt.timedelta(seconds=delay_seconds), EVALUATE_TASK, pipeline=pipeline, **options)
@@ -87,6 +94,43 @@ def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str
     if delay_seconds:
         return queue.enqueue_in(dt.timedelta(seconds=delay_seconds), EVALUATE_TASK, **options)
     return queue.enqueue(EVALUATE_TASK, **options)
+
+
+def queue_recheck(queue: Queue, portal_id: str, task_ids: list[int], *, rules_digest: str | None = None,
+                  delay_seconds: float = RECHECK_DELAY_SECONDS) -> Job:
+    """Before a pass writes these tasks: mark them pending and queue one job to read them all again later.
+
+    The portal's ``ONTASKUPDATE`` for each write then finds its task pending and adds nothing (see
+    ``RECHECK_DELAY_SECONDS``). The re-read stands in for those events: whatever else changed a task before
+    it, it sees. A task already pending keeps its mark (its own job is queued) and is read by both. Job and
+    marks go in one transaction: a crash leaves neither, or both.
+    """
+    with queue.connection.pipeline() as pipe:
+        job = enqueue_recheck(queue, portal_id, task_ids, rules_digest=rules_digest, delay_seconds=delay_seconds,
+                              pipeline=pipe)
+        for task_id in task_ids:
+            pipe.set(keys.pending(portal_id, task_id), recheck_event_id(task_id), nx=True, ex=PENDING_TTL_SECONDS)
+        pipe.execute()
+    return job
+
+
+def enqueue_recheck(queue: Queue, portal_id: str, task_ids: list[int], *, rules_digest: str | None,
+                    delay_seconds: float, pipeline: Any = None) -> Job:
+    """The recheck job alone (``queue_recheck``; a recheck stepping back queues itself again with this). Its
+    tasks are not listed as waiting: the job brings them with it, and no other pass claims them early."""
+    kwargs = {"portal_id": portal_id, "task_ids": task_ids, "rules_digest": rules_digest}
+    meta = {"log_ctx": {"task_id": task_ids[0], "tasks": len(task_ids), "portal": portal_id}}
+    options = _job_options(kwargs, meta, f"recheck {len(task_ids)} tasks after our writes")
+    return queue.enqueue_in(dt.timedelta(seconds=delay_seconds), RECHECK_TASKS, pipeline=pipeline, **options)
+
+
+RECHECK_EVENT = "ONTASKUPDATE"
+"""A recheck stands in for the events our writes raise, so the rules run as they would for those."""
+
+
+def recheck_event_id(task_id: int) -> str:
+    """The pending mark and audit event id of a recheck (its first part names the event, as intake's do)."""
+    return f"{RECHECK_EVENT}:{task_id}:recheck"
 
 
 def enqueue_sweep(queue: Queue, portal_id: str, kind: str, *, job_id: str | None = None) -> Job:

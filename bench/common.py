@@ -51,8 +51,9 @@ def env(values: dict[str, Any]) -> dict[str, str]:
     return {**os.environ, **{name.upper(): str(value) for name, value in values.items()}}
 
 
-def start_workers(count: int, values: dict[str, Any]) -> list[subprocess.Popen[bytes]]:
-    args = [sys.executable, "-m", "flask", "--app", "app", "worker", "--burst"]
+def start_workers(count: int, values: dict[str, Any], *, burst: bool = True) -> list[subprocess.Popen[bytes]]:
+    """Worker processes; ``burst`` ones exit once the queues are empty (jobs scheduled for later stay)."""
+    args = [sys.executable, "-m", "flask", "--app", "app", "worker", *(["--burst"] if burst else [])]
     return [subprocess.Popen(args, cwd=ROOT, env=env(values), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for _ in range(count)]
 
@@ -108,3 +109,11 @@ def wait_all(processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for process in processes:
         process.wait(timeout=max(1.0, deadline - time.monotonic()))
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    """Stop workers as an orchestrator does (SIGTERM, a warm shutdown) and wait for them: a process's CPU time
+    reaches ``RUSAGE_CHILDREN`` only once it was waited for."""
+    for process in processes:
+        process.terminate()
+    wait_all(processes, timeout)

@@ -63,6 +63,10 @@ class SandboxControl(AppsControl):
         """Change a task as a user would: CHANGED_DATE moves, ONTASKUPDATE is sent."""
         return _native(self._call("PATCH", f"/tasks/{task_id}", portal, json=_json_safe(fields)))
 
+    def task_ids(self, portal: str | None = None) -> list[int]:
+        """Every stored task's ID, ascending."""
+        return [int(task_id) for task_id in self._call("GET", "/tasks", portal)["ids"]]
+
     def task(self, task_id: int, portal: str | None = None) -> dict[str, Any]:
         """The stored task: UPPER_CASE keys, ints as ints, dates as aware datetimes."""
         return _native(self._call("GET", f"/tasks/{task_id}", portal))
@@ -105,9 +109,11 @@ class SandboxControl(AppsControl):
         """Forget the request log."""
         self._call("DELETE", "/requests", portal)
 
-    def events(self, portal: str | None = None) -> list[dict[str, Any]]:
-        """Outbound event records: payload, outcome, handler status or error."""
-        return self._call("GET", "/events", portal)
+    def events(self, portal: str | None = None, outcome: str | None = None) -> list[dict[str, Any]]:
+        """Outbound event records: payload, outcome, handler status or error (``outcome="pending"``: those
+        still to be delivered)."""
+        filters: dict[str, Any] = {"params": {"outcome": outcome}} if outcome else {}
+        return self._call("GET", "/events", portal, **filters)
 
     def fault(self, method: str, status: int = 500, error: str = "INTERNAL_SERVER_ERROR",
               description: str = "Internal server error", times: int = 1, envelope: str = "classic",

@@ -80,6 +80,14 @@ def config() -> Response:
         return jsonify(the_portal.config.to_dict())
 
 
+@bp.get("/tasks")
+def task_ids() -> Response:
+    """The stored tasks' IDs, ascending (what a benchmark queues)."""
+    the_portal = portal()
+    with the_portal.lock:
+        return jsonify(ids=sorted(the_portal.tasks))
+
+
 @bp.post("/tasks")
 def add_task() -> Response:
     """Create a task (UPPER_CASE fields); emits ONTASKADD."""
@@ -184,8 +192,11 @@ def requests_log() -> Response:
 
 @bp.get("/events")
 def events() -> Response:
-    """Every outbound event and what became of it."""
-    return jsonify(portal().outbox.records())
+    """Every outbound event and what became of it; ``?outcome=pending`` only those not delivered yet."""
+    records = portal().outbox.records()
+    if outcome := request.args.get("outcome"):
+        records = [record for record in records if record["outcome"] == outcome]
+    return jsonify(records)
 
 
 @bp.route("/faults", methods=["GET", "POST", "DELETE"])

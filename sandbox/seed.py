@@ -33,17 +33,20 @@ HOLE = 2_000_000
 
 
 def apply(portal: Portal, seed: Any) -> None:
-    """Load `seed`: "demo", N (N generated tasks), "N:M" (N tasks, M entries), either prefixed with a layout
-    ("sparse:N:M"), "enforce:N" (the enforcement benchmark's set), or None/"" for an empty portal."""
+    """Load `seed`: "demo", N (N generated tasks), "N:M" (N tasks, M entries), "enforce:N" (the enforcement
+    benchmark's set), the last three optionally prefixed with a layout ("sparse:N:M", "offset:enforce:N"), or
+    None/"" for an empty portal."""
     if seed in (None, ""):
         return
     if seed == "demo":
         demo(portal)
         return
-    if str(seed).startswith("enforce:"):
-        enforcement(portal, int(str(seed).split(":", 1)[1]))
+    layout, _, rest = str(seed).partition(":") if str(seed).split(":")[0] in LAYOUTS else ("dense", "", str(seed))
+    if rest.startswith("enforce:"):
+        enforcement(portal, int(rest.split(":", 1)[1]))
+        lay_out(portal, layout, seed=str(seed))
         return
-    layout, _, counts_text = str(seed).partition(":") if str(seed).split(":")[0] in LAYOUTS else ("dense", "", seed)
+    counts_text = rest
     try:
         count, _, entries = str(counts_text).partition(":")
         counts = (int(count), int(entries) if entries else None)
@@ -63,7 +66,7 @@ def with_layout(seed: str, layout: str) -> str:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     if layout == "dense":
         return seed
-    if not seed.split(":")[0].isdigit():
+    if not (seed.split(":")[0].isdigit() or seed.startswith("enforce:")):
         raise ValueError(f"a layout applies to generated data (N or N:M), not to seed {seed!r}")
     return f"{layout}:{seed}"
 

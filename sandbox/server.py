@@ -14,7 +14,7 @@ from sandbox.config import SandboxConfig
 from sandbox.store import Portal
 
 
-class _QuietHandler(WSGIRequestHandler):
+class QuietHandler(WSGIRequestHandler):
     """No access log lines: tests read the sandbox's own request log instead."""
 
     def log_request(self, *args: Any, **kwargs: Any) -> None:
@@ -64,7 +64,7 @@ class RunningSandbox:
 def start_in_thread(config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> RunningSandbox:
     """Serve `config` on `host:port` (0 = a free port) from a daemon thread."""
     app = create_sandbox_app(config)
-    server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
+    server = make_server(host, port, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="sandbox-portal", daemon=True)
     thread.start()
     url = f"http://{host}:{server.server_port}"

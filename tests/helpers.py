@@ -78,3 +78,20 @@ def run_worker(app: Flask, max_jobs: int | None = None) -> None:
     queues = [rt.queue(name) for name in queueing.QUEUES]
     TaskwardenSimpleWorker(queues, connection=rt.redis, serializer=JSONSerializer).work(burst=True,
                                                                                          max_jobs=max_jobs)
+
+
+def run_scheduled(app: Flask) -> None:
+    """Queue every scheduled job now, whenever it was due (a recheck after our writes, a job stepping back),
+    and run the queues empty."""
+    from rq.job import Job
+
+    import queueing
+
+    rt = app.extensions["taskwarden"]
+    for name in queueing.QUEUES:
+        queue = rt.queue(name)
+        registry = queue.scheduled_job_registry
+        for job_id in registry.get_job_ids():
+            registry.remove(job_id)
+            queue.enqueue_job(Job.fetch(job_id, connection=rt.redis, serializer=queue.serializer))
+    run_worker(app)

@@ -23,6 +23,7 @@ from config.rules import Rule, RuleSet
 from policies import policy
 from policies.base import Needs, PolicyContext, Proposal, TaskState
 from policies.calendar import calendar_for
+from queueing import queue_recheck
 from runtime import Runtime
 from workers.capabilities import entries_filterable_by_task
 from workers.locks import ensure_held
@@ -284,6 +285,10 @@ def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger, dry: bool,
             writes[f"w{i}"] = (command, key if command.v3 else None)
     if writes:
         ensure_held(rt.redis, rt.portal.id, sorted({plan.task_id for i, plan in enumerate(plans) if f"w{i}" in writes}))
+        echoing = sorted({plan.task_id for i, plan in enumerate(plans)
+                          if f"w{i}" in writes and policy(plan.rule.policy).changes_raise_events})
+        if echoing:  # before writing: the first echo may come before the batch's answer does
+            queue_recheck(rt.queue(), rt.portal.id, echoing, rules_digest=rt.rules.digest)
     errors = send_writes(rt, writes) if writes else {}
     decisions = [_decide(plan, f"w{i}" in writes, errors.get(f"w{i}"), trigger, dry,
                          event_ids.get(plan.task_id, trigger.event_id)) for i, plan in enumerate(plans)]

@@ -10,6 +10,7 @@ A job evaluates its task in a shared pass with other waiting tasks (``workers.pa
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -21,11 +22,11 @@ import metrics
 import runtime
 from bitrix.errors import OperationTimeLimit
 from portals.tokens import PortalInactive
-from queueing import enqueue_evaluation
+from queueing import RECHECK_EVENT, enqueue_evaluation, enqueue_recheck, recheck_event_id
 from runtime import Runtime
 from workers.evaluation import Trigger
 from workers.locks import KeptLock
-from workers.passes import BUSY_RETRY_SECONDS, pause_delay, shared_pass, take_own_task
+from workers.passes import BUSY_RETRY_SECONDS, note_tasks, pause_delay, requeue_noted, shared_pass, take_own_task
 from workers.sweeps import SweepBusy, run_sweep
 
 log = structlog.get_logger(__name__)
@@ -54,42 +55,93 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
     except PortalInactive as inactive:
         return _portal_inactive(portal_id, inactive)
     check_rules(rt, portal_id, rules_digest)
-    if rt.settings.app_mode and (wait := rt.client.budget_wait()) > FAIR_WAIT_SECONDS:
-        # This portal's budget is spent for a while: step back rather than hold a worker other portals need.
+
+    def again(delay: float) -> None:
         enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name, event_id=event_id,
-                           rules_digest=rules_digest, delay_seconds=wait)
-        metrics.count(portal_id, "evaluations", outcome="budget_wait")
-        return {"status": "budget_wait", "retry_in": round(wait, 1)}
+                           rules_digest=rules_digest, delay_seconds=delay)
+
+    if (wait := _fair_wait(rt)) > FAIR_WAIT_SECONDS:
+        return _step_back(portal_id, wait, again)
     job = get_current_job()
     inflight = keys.inflight(portal_id, job.id if job else f"direct-{task_id}")
-    rerun = bool(rt.redis.exists(inflight))  # this job was killed mid-pass and is run again by RQ
-    if not rerun and not take_own_task(rt, portal_id, task_id, inflight):
+    noted = bool(rt.redis.exists(inflight))  # this job was killed mid-pass and is run again by RQ
+    if not noted and not take_own_task(rt, portal_id, task_id, inflight):
         metrics.count(portal_id, "evaluations", outcome="coalesced")
         return {"status": "coalesced"}
+    return _run_pass(rt, portal_id, task_id, inflight, Trigger(cause, event_name, event_id), noted=noted,
+                     again=again, relist_own=job.id if job else "")
+
+
+def recheck_tasks(portal_id: str, task_ids: list[int], rules_digest: str | None = None) -> dict[str, Any]:
+    """Read tasks a pass wrote a moment ago again, all in one pass (``queueing.queue_recheck``).
+
+    The job notes its tasks as if it had claimed them, so that a rerun after a kill, the pass itself and its
+    failures treat them like any claimed task; a retry after a failure notes them again.
+    """
+    try:
+        rt = runtime.current().for_portal(portal_id)
+    except PortalInactive as inactive:
+        return _portal_inactive(portal_id, inactive)
+    check_rules(rt, portal_id, rules_digest)
+    own = task_ids[0]
+
+    def again(delay: float) -> None:
+        enqueue_evaluation(rt.queue(), portal_id, own, cause="recheck", event_name=RECHECK_EVENT,
+                           event_id=recheck_event_id(own), rules_digest=rules_digest, delay_seconds=delay)
+
+    if (wait := _fair_wait(rt)) > FAIR_WAIT_SECONDS:
+        return _step_back(portal_id, wait, lambda delay: enqueue_recheck(
+            rt.queue(), portal_id, task_ids, rules_digest=rules_digest, delay_seconds=delay))
+    job = get_current_job()
+    inflight = keys.inflight(portal_id, job.id if job else f"recheck-{own}")
+    if not rt.redis.exists(inflight):
+        note_tasks(rt, inflight, task_ids)
+    return _run_pass(rt, portal_id, own, inflight, Trigger("recheck", RECHECK_EVENT, recheck_event_id(own)),
+                     noted=True, again=again, relist_own=None)
+
+
+def _fair_wait(rt: Runtime) -> float:
+    """Application mode: how long this portal's budget would keep a job waiting (0 in webhook mode)."""
+    return rt.client.budget_wait() if rt.settings.app_mode else 0.0
+
+
+def _step_back(portal_id: str, wait: float, again: Callable[[float], object]) -> dict[str, Any]:
+    """This portal's budget is spent for a while: queue the job again for then, rather than hold a worker
+    other portals need."""
+    again(wait)
+    metrics.count(portal_id, "evaluations", outcome="budget_wait")
+    return {"status": "budget_wait", "retry_in": round(wait, 1)}
+
+
+def _run_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigger: Trigger, *, noted: bool,
+              again: Callable[[float], None], relist_own: str | None) -> dict[str, Any]:
+    """Lock the job's own task and run its shared pass; ``again(delay)`` queues the own task anew when the
+    job steps back. ``relist_own`` (the job's id) puts the own task back in the waiting hash when the job
+    fails, for RQ's retry to take out again; None when the retry notes its tasks itself."""
     lock = KeptLock(rt.redis, keys.task_lock(portal_id, task_id), LOCK_TTL_SECONDS)
     if not lock.acquire(blocking_timeout=LOCK_WAIT_SECONDS):
         # Another evaluation of this task runs long. Our pending mark stays set, so later events keep
-        # coalescing onto this evaluation, which steps back and tries again shortly (a job of its own).
-        enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name,
-                           event_id=event_id, delay_seconds=BUSY_RETRY_SECONDS)
-        rt.redis.delete(inflight)  # after: killed in between, a rerun of this job still has the task
+        # coalescing onto this evaluation, which steps back and tries again shortly (a job of its own);
+        # tasks noted under this job get jobs of their own too.
+        again(BUSY_RETRY_SECONDS)
+        requeue_noted(rt, portal_id, task_id, inflight, trigger, BUSY_RETRY_SECONDS)
+        rt.redis.delete(inflight)  # after: killed in between, a rerun of this job still has the tasks
         log.info("evaluation.busy", task_id=task_id)
         metrics.count(portal_id, "evaluations", outcome="busy")
         return {"status": "busy"}
     try:
-        decisions, tasks_done = shared_pass(rt, portal_id, task_id, inflight, Trigger(cause, event_name, event_id),
-                                             rerun=rerun)
+        decisions, tasks_done = shared_pass(rt, portal_id, task_id, inflight, trigger, noted=noted)
     except OperationTimeLimit as paused:
         # The portal blocked a method for a while: come back when it is open again, keeping our retries.
         delay = pause_delay(paused)
-        enqueue_evaluation(rt.queue(), portal_id, task_id, cause=cause, event_name=event_name,
-                           event_id=event_id, delay_seconds=delay)
+        again(delay)
         rt.redis.delete(inflight)  # after the task is listed again, so that no moment loses it
         log.warning("evaluation.method_paused", method=paused.method, retry_in=round(delay))
         metrics.count(portal_id, "evaluations", outcome="paused")
         return {"status": "paused", "method": paused.method}
     except BaseException:  # RQ retries this job: it must find its task waiting again
-        rt.redis.hset(keys.waiting(portal_id), str(task_id), job.id if job else "")
+        if relist_own is not None:
+            rt.redis.hset(keys.waiting(portal_id), str(task_id), relist_own)
         rt.redis.delete(inflight)
         raise
     finally:

@@ -45,18 +45,33 @@ def take_own_task(rt: Runtime, portal_id: str, task_id: int, inflight: str) -> b
                                             args=[task_id, INFLIGHT_TTL_SECONDS]))
 
 
+def note_tasks(rt: Runtime, inflight: str, task_ids: list[int]) -> None:
+    """Note tasks under a job's ``inflight`` set as if its pass had claimed them (a recheck brings its own)."""
+    with rt.redis.pipeline() as pipe:
+        pipe.sadd(inflight, *task_ids)
+        pipe.expire(inflight, INFLIGHT_TTL_SECONDS)
+        pipe.execute()
+
+
+def requeue_noted(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigger: Trigger,
+                  delay_seconds: float) -> None:
+    """Give the tasks noted under a job that steps back before its pass (all but its own) jobs of their own."""
+    _requeue(rt, portal_id, _noted(rt, task_id, inflight), trigger, delay_seconds=delay_seconds)
+
+
 def shared_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigger: Trigger, *,
-                rerun: bool) -> tuple[list[Any], int]:
+                noted: bool) -> tuple[list[Any], int]:
     """Claim other waiting tasks, lock the free ones, evaluate them all with ours; returns decisions, count.
 
     The claimed tasks are noted under this job's id (``inflight``) before anything else happens: if the
-    worker is killed, RQ runs the same job again (``rerun``) and it takes the same tasks up, since their
-    own jobs may meanwhile have ended as "coalesced".
+    worker is killed, RQ runs the same job again and it takes the same tasks up (``noted``), since their
+    own jobs may meanwhile have ended as "coalesced". A job that came with its tasks noted (a rerun, or a
+    recheck) claims no others.
     """
     paused = paused_read(rt, needs_of(rt.rules))
-    # While a read method is paused, a new pass claims nobody (the others wait where they are); a rerun has
-    # its noted tasks already and gives them jobs for after the pause.
-    claimed = _noted(rt, task_id, inflight) if rerun else [] if paused else _claim(rt, portal_id, inflight)
+    # While a read method is paused, a new pass claims nobody (the others wait where they are); a job with
+    # noted tasks gives them jobs for after the pause.
+    claimed = _noted(rt, task_id, inflight) if noted else [] if paused else _claim(rt, portal_id, inflight)
     requeued: list[int] = []
     try:
         if paused is not None:
