@@ -23,6 +23,11 @@ def pending(portal: str, task_id: int) -> str:
     return _key(portal, "pending", task_id)
 
 
+def pass_lock(portal: str) -> str:
+    """Held while one of the portal's evaluation passes runs: its other jobs wait and join the next one."""
+    return _key(portal, "lock", "pass")
+
+
 def task_lock(portal: str, task_id: int) -> str:
     """Held while the task is evaluated: never two evaluations of one task at once."""
     return _key(portal, "lock", "task", task_id)

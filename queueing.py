@@ -40,10 +40,6 @@ scheduler (whose lock a killed worker may hold for a minute) before it runs agai
 FAILURE_TTL_SECONDS = 7 * 86400
 RESULT_TTL_SECONDS = 3600
 SWEEP_JOB_TIMEOUT_SECONDS = 3600
-RECHECK_DELAY_SECONDS = 10
-"""How long after writing tasks a worker reads them again. The portal answers each of our task writes with an
-``ONTASKUPDATE`` a few seconds later; the tasks stay pending meanwhile, so those events coalesce into one
-re-read of them all instead of one evaluation each. An event arriving later is evaluated as usual."""
 
 
 def evaluation_spec(portal_id: str, task_id: int, cause: str, event_name: str | None, event_id: str | None,
@@ -96,14 +92,16 @@ def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str
     return queue.enqueue(EVALUATE_TASK, **options)
 
 
-def queue_recheck(queue: Queue, portal_id: str, task_ids: list[int], *, rules_digest: str | None = None,
-                  delay_seconds: float = RECHECK_DELAY_SECONDS) -> Job:
+def queue_recheck(queue: Queue, portal_id: str, task_ids: list[int], *, rules_digest: str | None,
+                  delay_seconds: float) -> Job:
     """Before a pass writes these tasks: mark them pending and queue one job to read them all again later.
 
-    The portal's ``ONTASKUPDATE`` for each write then finds its task pending and adds nothing (see
-    ``RECHECK_DELAY_SECONDS``). The re-read stands in for those events: whatever else changed a task before
-    it, it sees. A task already pending keeps its mark (its own job is queued) and is read by both. Job and
-    marks go in one transaction: a crash leaves neither, or both.
+    The portal answers each of our task writes with an ``ONTASKUPDATE`` some seconds later; finding its task
+    pending, that event adds nothing, so the events of a whole pass's writes come down to one re-read instead
+    of an evaluation each (``TASKWARDEN_RECHECK_SECONDS``). The re-read stands in for those events: whatever
+    else changed a task before it, it sees; an event arriving after it is evaluated as usual. A task already
+    pending keeps its mark (its own job is queued) and is read by both. Job and marks go in one transaction:
+    a crash leaves neither, or both.
     """
     with queue.connection.pipeline() as pipe:
         job = enqueue_recheck(queue, portal_id, task_ids, rules_digest=rules_digest, delay_seconds=delay_seconds,

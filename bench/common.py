@@ -4,6 +4,7 @@ settings for it, worker processes, and their resident memory."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -117,3 +118,31 @@ def stop_all(processes: list[subprocess.Popen[bytes]], timeout: float = 30) -> N
     for process in processes:
         process.terminate()
     wait_all(processes, timeout)
+
+
+def start_server(app: str, port: int, env: dict[str, str], cwd: str, log: Any) -> subprocess.Popen[bytes]:
+    """gunicorn with the production config; returns once ``/healthz`` answers."""
+    cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.py"), app]
+    proc = subprocess.Popen(cmd, env={**env, "TASKWARDEN_BIND": f"127.0.0.1:{port}"}, cwd=cwd,
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench: {app} exited at start (see {log.name})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.terminate()
+    raise SystemExit(f"bench: {app} did not answer /healthz within 30 s")
+
+
+def process_cpu(pid: int) -> tuple[float, float]:
+    """A running process's own CPU seconds and its waited-for children's (``/proc/<pid>/stat``: utime + stime,
+    cutime + cstime). For an RQ worker the children are its work horses, each waited for when its job ends."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick

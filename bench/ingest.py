@@ -18,7 +18,6 @@ import selectors
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 import queueing
+from bench.common import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-application-token-0123456789"  # noqa: S105 - a throwaway value for the local run
@@ -38,7 +38,7 @@ MEMBER_ID = "bench0000000000000000000000000000"
 RULES = "rules:\n  - name: cap-time-entries\n    policy: elapsed_cap\n    params: {max_seconds: 28800}\n"
 QUEUE_KEY = f"rq:queue:{queueing.EVALUATION_QUEUE}"
 TARGET_RATIO, TARGET_P99_FACTOR = 0.70, 2.0
-"""Issue 6: at least 70% of the bare endpoint's throughput, p99 no worse than twice its p99."""
+"""At least 70% of the bare endpoint's throughput, p99 no worse than twice its p99."""
 ID_SPACE = 10_000_000
 """Task ids per (round, generator process): ranges never overlap, so a new id must answer ``queued``."""
 
@@ -240,26 +240,6 @@ def _redis_cpu(redis: Redis) -> float:
     """The Redis server's CPU seconds (all its clients: other users of the server show up here too)."""
     info = redis.info("cpu")
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-def start_server(app: str, port: int, env: dict[str, str], cwd: str, log: Any) -> subprocess.Popen[bytes]:
-    """gunicorn with the production config; returns once ``/healthz`` answers."""
-    cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.py"), app]
-    proc = subprocess.Popen(cmd, env={**env, "TASKWARDEN_BIND": f"127.0.0.1:{port}"}, cwd=cwd,
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"bench: {app} exited at start (see {log.name})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                if sock.recv(64).startswith(b"HTTP/1.1 200"):
-                    return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit(f"bench: {app} did not answer /healthz within 30 s")
 
 
 def check_redis(redis: Redis, queued_ids: list[int]) -> dict[str, Any]:

@@ -6,13 +6,17 @@ three policies. Every task of every portal is queued at once; W workers run unti
 scheduled or running and every event the portals sent (the ONTASKUPDATE our writes cause) is delivered.
 
 Prints one JSON line: each portal's requests against its own bound (ceil(commands / 50)), the
-``QUERY_LIMIT_EXCEEDED`` answers, the slowest portal's completion time, aggregate tasks/s, the workers' own CPU
-time per evaluated task (the worker processes, their work horses and RQ's scheduler, from the kernel's
-accounting of this process's children: the sandbox and the web run in this process's threads, so they are not
-in it), and the workers' peak RSS. With ``--expire`` every portal's access token expires once the run is under
-way, and the line gives the refresh calls per portal (the target is 1). With ``--outage throttled`` (or
-``unreachable``) it measures fairness instead: portal A fails every call for 60 s with all its tasks queued
-while portal B's user removes a deadline every 5 s, and the line gives how long each of B's fixes took.
+``QUERY_LIMIT_EXCEEDED`` answers, when the slowest portal had every change written and when its last request
+(the recheck of what was written, ``TASKWARDEN_RECHECK_SECONDS`` later) was done, aggregate tasks/s, the
+work horses' CPU time per evaluated task (the kernel's accounting of each worker's waited-for children, the
+processes RQ forks to run jobs), the worker processes' own CPU (start-up, RQ's loop) and all of it with RQ's
+scheduler and the exit (this process's children; the sandbox runs in this process's threads, and the web, the
+production gunicorn, is a child stopped only after that is taken), and the workers' peak RSS.
+
+With ``--expire`` every portal's access token expires once the run is under way, and the line gives the
+refresh calls per portal (the target is 1). With ``--outage throttled`` (or ``unreachable``) it measures
+fairness instead: portal A fails every call for 60 s with all its tasks queued while portal B's user removes a
+deadline every 5 s, and the line gives how long each of B's fixes took.
 
     python -m bench.portals --redis-url redis://127.0.0.1:6379/11 [--portals 50] [--tasks 1000] [--workers 4]
     python -m bench.portals --redis-url redis://127.0.0.1:6379/11 --outage throttled
@@ -25,17 +29,27 @@ import json
 import math
 import resource
 import socket
+import tempfile
 import threading
 import time
 from typing import Any
 
 from cryptography.fernet import Fernet
-from werkzeug.serving import make_server
 
-from bench.common import MemorySampler, flush_db, rules_file, start_workers, stop_all
+from bench.common import (
+    ROOT,
+    MemorySampler,
+    env,
+    flush_db,
+    process_cpu,
+    rules_file,
+    start_server,
+    start_workers,
+    stop_all,
+)
 from sandbox.config import SandboxConfig
 from sandbox.control import SandboxControl
-from sandbox.server import QuietHandler, start_in_thread
+from sandbox.server import start_in_thread
 
 RULES = """
 timezone: Europe/Berlin
@@ -92,7 +106,11 @@ class Bench:
                        "b24_allowed_portals": "127.0.0.1", "taskwarden_public_url": f"http://127.0.0.1:{port}",
                        "taskwarden_secret_key": Fernet.generate_key().decode(), "log_level": "WARNING",
                        "taskwarden_pass_size": 2500}
-        self.app = _serve(self.values, port)
+        from app import create_app
+
+        self.app = create_app({"SETTINGS": self.values})  # for queueing and watching, not served
+        self.web_log = tempfile.NamedTemporaryFile(prefix="bench-portals-web-", suffix=".log", delete=False)  # noqa: SIM115
+        self.web = start_server("app:create_app()", port, env(self.values), str(ROOT), self.web_log)
         self.url = f"http://127.0.0.1:{port}"
         self.members: dict[str, str] = {}
 
@@ -136,6 +154,11 @@ class Bench:
     def failed_jobs(self) -> int:
         return int(self.app.extensions["taskwarden"].queue().failed_job_registry.count)
 
+    def stop(self) -> None:
+        """Stop the web process (after the workers' CPU was taken: it is a child too) and the sandbox."""
+        stop_all([self.web])
+        self.sandbox.stop()
+
 
 def run(redis_url: str, portals: int, tasks: int, workers: int, expire: bool) -> dict[str, Any]:
     bench = Bench(redis_url)
@@ -152,19 +175,24 @@ def run(redis_url: str, portals: int, tasks: int, workers: int, expire: bool) ->
         threading.Timer(2.0, _expire_all, args=(control, names)).start()
     with MemorySampler([p.pid for p in processes]) as memory:
         bench.wait_quiet(timeout=3600)
+        own, horses = (sum(column) for column in zip(*(process_cpu(p.pid) for p in processes), strict=True))
         stop_all(processes)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     per_portal = {name: _portal_figures(control.requests(portal=name), started) for name in names}
     slowest = max((figures["done_after_s"] for figures in per_portal.values()), default=0.0)
+    slowest_written = max((figures["written_after_s"] for figures in per_portal.values()), default=0.0)
     ratios = sorted(f["ratio"] for f in per_portal.values())
     result: dict[str, Any] = {
         "bench": "portals", "portals": portals, "tasks_per_portal": tasks, "workers": workers,
         "layouts": list(LAYOUTS), "tasks_queued": queued,
         "worst_requests_ratio": ratios[-1], "median_requests_ratio": ratios[len(ratios) // 2],
         "query_limit_exceeded": sum(f["query_limit_exceeded"] for f in per_portal.values()),
-        "slowest_portal_s": round(slowest, 1), "tasks_per_s": round(queued / slowest, 1) if slowest else None,
-        "worker_cpu_us_per_task": round(cpu / queued * 1e6) if queued else None,
+        "slowest_portal_written_s": round(slowest_written, 1), "slowest_portal_s": round(slowest, 1),
+        "tasks_per_s": round(queued / slowest_written, 1) if slowest_written else None,
+        "work_horse_cpu_us_per_task": round(horses / queued * 1e6) if queued else None,
+        "worker_processes_cpu_s": {"work_horses": round(horses, 2), "workers_own": round(own, 2),
+                                   "all_with_start_exit_and_rq_scheduler": round(cpu, 2)},
         "peak_worker_rss_mb": round(memory.peak_worker_kb / 1024, 1),
         "peak_work_horse_rss_mb": round(memory.peak_horse_kb / 1024, 1),
         "requests_by_portal": {name: [f["requests"], f["bound"]] for name, f in per_portal.items()}}
@@ -175,7 +203,7 @@ def run(redis_url: str, portals: int, tasks: int, workers: int, expire: bool) ->
     if expire:
         result["refresh_calls_per_portal"] = sorted({control.oauth_calls(name) - install_calls[name]
                                                      for name in names})
-    bench.sandbox.stop()
+    bench.stop()
     return result
 
 
@@ -218,22 +246,13 @@ def run_outage(redis_url: str, mode: str, tasks: int, workers: int) -> dict[str,
               "b_fix_s_median": round(sorted(latencies)[len(latencies) // 2], 2),
               "a_over_cap_left_after": sum(int(entry["SECONDS"]) > 28800 for entry in control.entries(portal="a")),
               "failed_jobs": bench.failed_jobs()}
-    bench.sandbox.stop()
+    bench.stop()
     return result
 
 
 def _expire_all(control: SandboxControl, names: list[str]) -> None:
     for name in names:
         control.expire_tokens(name)
-
-
-def _serve(values: dict[str, Any], port: int) -> Any:
-    from app import create_app
-
-    app = create_app({"SETTINGS": values})
-    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return app
 
 
 def _portal_figures(log: list[dict[str, Any]], started: float) -> dict[str, Any]:
@@ -243,7 +262,13 @@ def _portal_figures(log: list[dict[str, Any]], started: float) -> dict[str, Any]
                  if str(command.get("method", "")).endswith((".update", ".delete")))
     return {"requests": len(log), "bound": bound, "ratio": round(len(log) / bound, 3), "writes": writes,
             "query_limit_exceeded": sum(entry.get("status") == 503 for entry in log),
-            "done_after_s": max((entry["at"] for entry in log), default=started) - started}
+            "done_after_s": max((entry["at"] for entry in log), default=started) - started,
+            "written_after_s": max((entry["at"] for entry in log if _writes(entry)), default=started) - started}
+
+
+def _writes(entry: dict[str, Any]) -> bool:
+    return any(str(command.get("method", "")).endswith((".update", ".delete"))
+               for command in entry.get("commands") or [entry])
 
 
 if __name__ == "__main__":

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     taskwarden_audit_max_decisions: int = Field(100_000, ge=100)
     taskwarden_pass_size: int = Field(2500, ge=1, le=10_000)
     """Tasks one evaluation job takes along in a shared pass."""
+    taskwarden_recheck_seconds: float = Field(30.0, ge=0, le=3600)
+    """How long after writing tasks a worker reads them again, in place of the ONTASKUPDATE events those writes
+    raise (their events meanwhile coalesce into that read). 0: no recheck, every such event is evaluated."""
     taskwarden_max_waiting: int = Field(50_000, ge=0)
     """Most tasks waiting for an evaluation per portal (~2.5 KB of Redis each); beyond it intake spools to
     disk and queues later. 0: no limit."""

@@ -156,5 +156,6 @@ class Outbox:
             ok = 200 <= response.status_code < 300
             update = {"outcome": "delivered" if ok else "failed", "status": response.status_code}
             response.close()
+        update["delivered_at"] = time.time()
         with self._lock:
             record.update(update)

@@ -82,6 +82,22 @@ class TestRecheck:
         assert [job.kwargs["task_ids"] for job in scheduled_rechecks(deadline_app)] == [[undone]]
         assert post_event(deadline_app, task_ids[0], ts=1766047400) == "queued"
 
+    def test_the_recheck_comes_after_the_configured_delay_or_not_at_all(self, make_app: Any, sandbox: Any) -> None:
+        app = make_app(DEADLINE_RULES, taskwarden_recheck_seconds=45)
+        post_event(app, sandbox.add_task(TITLE="no deadline"))
+        run_worker(app)
+        [recheck] = scheduled_rechecks(app)
+        due = app.extensions["taskwarden"].queue().scheduled_job_registry.get_scheduled_time(recheck)
+        assert 44 <= (due - recheck.created_at).total_seconds() <= 46
+
+        off = make_app(DEADLINE_RULES, taskwarden_recheck_seconds=0)
+        task_id = sandbox.add_task(TITLE="no deadline either")
+        off.extensions["taskwarden"].redis.flushdb()
+        assert post_event(off, task_id) == "queued"
+        run_worker(off)
+        assert sandbox.task(task_id)["DEADLINE"] and scheduled_rechecks(off) == []
+        assert post_event(off, task_id, ts=1766047200) == "queued"  # its echo is evaluated as any event
+
     def test_writes_that_raise_no_event_are_not_rechecked(self, make_app: Any, sandbox: Any) -> None:
         app = make_app(CAP_RULES)
         task_id = sandbox.add_task(TITLE="long day")

@@ -287,8 +287,9 @@ def _apply(rt: Runtime, plans: list[_Plan], trigger: Trigger, dry: bool,
         ensure_held(rt.redis, rt.portal.id, sorted({plan.task_id for i, plan in enumerate(plans) if f"w{i}" in writes}))
         echoing = sorted({plan.task_id for i, plan in enumerate(plans)
                           if f"w{i}" in writes and policy(plan.rule.policy).changes_raise_events})
-        if echoing:  # before writing: the first echo may come before the batch's answer does
-            queue_recheck(rt.queue(), rt.portal.id, echoing, rules_digest=rt.rules.digest)
+        if echoing and rt.settings.taskwarden_recheck_seconds:  # before writing: an echo may beat the answer
+            queue_recheck(rt.queue(), rt.portal.id, echoing, rules_digest=rt.rules.digest,
+                          delay_seconds=rt.settings.taskwarden_recheck_seconds)
     errors = send_writes(rt, writes) if writes else {}
     decisions = [_decide(plan, f"w{i}" in writes, errors.get(f"w{i}"), trigger, dry,
                          event_ids.get(plan.task_id, trigger.event_id)) for i, plan in enumerate(plans)]

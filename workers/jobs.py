@@ -38,6 +38,8 @@ FAIR_WAIT_SECONDS = 2.0
 so that one throttled portal never holds the workers the others need."""
 LOCK_WAIT_SECONDS = 10
 """How long a job waits for the task's running evaluation before stepping back in the queue."""
+PORTAL_BUSY_RETRY_SECONDS = 2
+"""When another pass of the portal runs, how soon a job tries again (and joins whatever waits by then)."""
 
 
 def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name: str | None = None,
@@ -115,42 +117,58 @@ def _step_back(portal_id: str, wait: float, again: Callable[[float], object]) ->
 
 def _run_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigger: Trigger, *, noted: bool,
               again: Callable[[float], None], relist_own: str | None) -> dict[str, Any]:
-    """Lock the job's own task and run its shared pass; ``again(delay)`` queues the own task anew when the
-    job steps back. ``relist_own`` (the job's id) puts the own task back in the waiting hash when the job
-    fails, for RQ's retry to take out again; None when the retry notes its tasks itself."""
-    lock = KeptLock(rt.redis, keys.task_lock(portal_id, task_id), LOCK_TTL_SECONDS)
-    if not lock.acquire(blocking_timeout=LOCK_WAIT_SECONDS):
-        # Another evaluation of this task runs long. Our pending mark stays set, so later events keep
-        # coalescing onto this evaluation, which steps back and tries again shortly (a job of its own);
-        # tasks noted under this job get jobs of their own too.
-        again(BUSY_RETRY_SECONDS)
-        requeue_noted(rt, portal_id, task_id, inflight, trigger, BUSY_RETRY_SECONDS)
-        rt.redis.delete(inflight)  # after: killed in between, a rerun of this job still has the tasks
-        log.info("evaluation.busy", task_id=task_id)
-        metrics.count(portal_id, "evaluations", outcome="busy")
-        return {"status": "busy"}
+    """Run the job's shared pass, one pass per portal at a time, holding its own task's lock.
+
+    ``again(delay)`` queues the own task anew when the job steps back; ``relist_own`` (the job's id) puts the
+    own task back in the waiting hash when the job fails, for RQ's retry to take out again; None when the retry
+    notes its tasks itself.
+    """
+    portal_pass = KeptLock(rt.redis, keys.pass_lock(portal_id), LOCK_TTL_SECONDS)
+    if not portal_pass.acquire():
+        # Another pass of this portal runs: a second one would only split the batches, and the budget is the
+        # portal's anyway. Come back shortly, and take along whatever waits by then.
+        return _step_aside(rt, portal_id, task_id, inflight, trigger, again, PORTAL_BUSY_RETRY_SECONDS)
     try:
-        decisions, tasks_done = shared_pass(rt, portal_id, task_id, inflight, trigger, noted=noted)
-    except OperationTimeLimit as paused:
-        # The portal blocked a method for a while: come back when it is open again, keeping our retries.
-        delay = pause_delay(paused)
-        again(delay)
-        rt.redis.delete(inflight)  # after the task is listed again, so that no moment loses it
-        log.warning("evaluation.method_paused", method=paused.method, retry_in=round(delay))
-        metrics.count(portal_id, "evaluations", outcome="paused")
-        return {"status": "paused", "method": paused.method}
-    except BaseException:  # RQ retries this job: it must find its task waiting again
-        if relist_own is not None:
-            rt.redis.hset(keys.waiting(portal_id), str(task_id), relist_own)
-        rt.redis.delete(inflight)
-        raise
+        lock = KeptLock(rt.redis, keys.task_lock(portal_id, task_id), LOCK_TTL_SECONDS)
+        if not lock.acquire(blocking_timeout=LOCK_WAIT_SECONDS):
+            # Another evaluation of this task (a sweep's, the CLI's) runs long. Our pending mark stays set, so
+            # later events keep coalescing onto this evaluation, which steps back and tries again shortly.
+            return _step_aside(rt, portal_id, task_id, inflight, trigger, again, BUSY_RETRY_SECONDS)
+        try:
+            decisions, tasks_done = shared_pass(rt, portal_id, task_id, inflight, trigger, noted=noted)
+        except OperationTimeLimit as paused:
+            # The portal blocked a method for a while: come back when it is open again, keeping our retries.
+            delay = pause_delay(paused)
+            again(delay)
+            rt.redis.delete(inflight)  # after the task is listed again, so that no moment loses it
+            log.warning("evaluation.method_paused", method=paused.method, retry_in=round(delay))
+            metrics.count(portal_id, "evaluations", outcome="paused")
+            return {"status": "paused", "method": paused.method}
+        except BaseException:  # RQ retries this job: it must find its task waiting again
+            if relist_own is not None:
+                rt.redis.hset(keys.waiting(portal_id), str(task_id), relist_own)
+            rt.redis.delete(inflight)
+            raise
+        finally:
+            lock.release()
     finally:
-        lock.release()
+        portal_pass.release()
     metrics.count(portal_id, "evaluations", tasks_done, outcome="done")
     outcomes = [d.outcome for d in decisions]
     log.info("evaluation.done", task_id=task_id, tasks=tasks_done, decisions=len(decisions),
              changed=outcomes.count("changed"), requests=rt.client.stats.requests)
     return {"status": "done", "tasks": tasks_done, "decisions": len(decisions), "outcomes": outcomes}
+
+
+def _step_aside(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigger: Trigger,
+                again: Callable[[float], None], delay: float) -> dict[str, Any]:
+    """The job's own task and any noted under it get jobs for ``delay`` seconds from now; this one ends."""
+    again(delay)
+    requeue_noted(rt, portal_id, task_id, inflight, trigger, delay)
+    rt.redis.delete(inflight)  # after: killed in between, a rerun of this job still has the tasks
+    log.info("evaluation.busy", task_id=task_id, retry_in=delay)
+    metrics.count(portal_id, "evaluations", outcome="busy")
+    return {"status": "busy"}
 
 
 def check_rules(rt: Runtime, portal_id: str, queued_with: str | None) -> None:
