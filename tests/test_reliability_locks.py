@@ -172,3 +172,18 @@ def test_a_job_that_lost_its_lock_is_run_again(make_app: Callable[..., Flask], o
          interval=0.2)
     assert writes_sent(sandbox) == 1
     assert group.all_alive()
+
+
+def test_a_rerun_takes_back_the_lock_its_killed_run_held(redis: Redis) -> None:
+    """A job's pass lock carries the job's id: RQ's rerun of a killed job goes on at once instead of waiting out
+    the TTL, while any other job still finds the lock taken."""
+    key = keys.pass_lock("test-portal")
+    killed = KeptLock(redis, key, 15, owner="job-1")
+    assert killed.acquire()
+    killed._keeper.stop()  # the process is gone: nothing renews or releases it
+    assert not KeptLock(redis, key, 15, owner="job-2").acquire()
+    rerun = KeptLock(redis, key, 15, owner="job-1")
+    assert rerun.acquire()
+    assert redis.ttl(key) > 10
+    rerun.release()
+    assert not redis.exists(key)

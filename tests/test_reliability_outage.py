@@ -127,12 +127,11 @@ def test_workers_and_scheduler_ride_out_an_outage(make_app: Callable[..., Flask]
          interval=0.2)
     redis.delete(heartbeat)
     poll(lambda: redis.exists(heartbeat), "the scheduler's heartbeat", timeout=30, interval=0.2)
-    queued = enqueue_evaluation(rt.queue(), rt.portal.id, after)
-    poll(lambda: queued.get_status(refresh=True) == "finished", "the evaluation queued after the outage",
-         timeout=60, interval=0.2)
+    enqueue_evaluation(rt.queue(), rt.portal.id, after)  # it may step aside while the other pass runs
     poll(lambda: running.get_status(refresh=True) == "finished", "the evaluation that ran across the outage",
          timeout=90, interval=0.2)
-    assert [sandbox.entry(entries[task_id])["SECONDS"] for task_id in (before, after)] == [28800, 28800]
+    poll(lambda: [sandbox.entry(entries[task_id])["SECONDS"] for task_id in (before, after)] == [28800, 28800],
+         "both entries capped", timeout=60, interval=0.2)
     assert len(rt.queue().failed_job_registry) == 0
     assert group.all_alive()
 

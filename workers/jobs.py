@@ -63,15 +63,24 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
                            rules_digest=rules_digest, delay_seconds=delay)
 
     if (wait := _fair_wait(rt)) > FAIR_WAIT_SECONDS:
-        return _step_back(portal_id, wait, again)
+        return _step_back(portal_id, wait, again, "budget_wait")
     job = get_current_job()
     inflight = keys.inflight(portal_id, job.id if job else f"direct-{task_id}")
     noted = bool(rt.redis.exists(inflight))  # this job was killed mid-pass and is run again by RQ
-    if not noted and not take_own_task(rt, portal_id, task_id, inflight):
-        metrics.count(portal_id, "evaluations", outcome="coalesced")
-        return {"status": "coalesced"}
-    return _run_pass(rt, portal_id, task_id, inflight, Trigger(cause, event_name, event_id), noted=noted,
-                     again=again, relist_own=job.id if job else "")
+    trigger = Trigger(cause, event_name, event_id)
+    portal_pass = KeptLock(rt.redis, keys.pass_lock(portal_id), LOCK_TTL_SECONDS, owner=job.id if job else None)
+    if not portal_pass.acquire():
+        if noted:
+            return _step_aside(rt, portal_id, task_id, inflight, trigger, again, PORTAL_BUSY_RETRY_SECONDS)
+        return _step_back(portal_id, PORTAL_BUSY_RETRY_SECONDS, again, "busy")  # its task still waits
+    try:
+        if not noted and not take_own_task(rt, portal_id, task_id, inflight):
+            metrics.count(portal_id, "evaluations", outcome="coalesced")
+            return {"status": "coalesced"}
+        return _run_pass(rt, portal_id, task_id, inflight, trigger, noted=noted, again=again,
+                         relist_own=job.id if job else "")
+    finally:
+        portal_pass.release()
 
 
 def recheck_tasks(portal_id: str, task_ids: list[int], rules_digest: str | None = None) -> dict[str, Any]:
@@ -91,15 +100,26 @@ def recheck_tasks(portal_id: str, task_ids: list[int], rules_digest: str | None 
         enqueue_evaluation(rt.queue(), portal_id, own, cause="recheck", event_name=RECHECK_EVENT,
                            event_id=recheck_event_id(own), rules_digest=rules_digest, delay_seconds=delay)
 
+    def later(delay: float) -> None:
+        enqueue_recheck(rt.queue(), portal_id, task_ids, rules_digest=rules_digest, delay_seconds=delay)
+
     if (wait := _fair_wait(rt)) > FAIR_WAIT_SECONDS:
-        return _step_back(portal_id, wait, lambda delay: enqueue_recheck(
-            rt.queue(), portal_id, task_ids, rules_digest=rules_digest, delay_seconds=delay))
+        return _step_back(portal_id, wait, later, "budget_wait")
     job = get_current_job()
     inflight = keys.inflight(portal_id, job.id if job else f"recheck-{own}")
-    if not rt.redis.exists(inflight):
-        note_tasks(rt, inflight, task_ids)
-    return _run_pass(rt, portal_id, own, inflight, Trigger("recheck", RECHECK_EVENT, recheck_event_id(own)),
-                     noted=True, again=again, relist_own=None)
+    noted = bool(rt.redis.exists(inflight))  # killed mid-pass and run again by RQ
+    trigger = Trigger("recheck", RECHECK_EVENT, recheck_event_id(own))
+    portal_pass = KeptLock(rt.redis, keys.pass_lock(portal_id), LOCK_TTL_SECONDS, owner=job.id if job else None)
+    if not portal_pass.acquire():
+        if noted:
+            return _step_aside(rt, portal_id, own, inflight, trigger, again, PORTAL_BUSY_RETRY_SECONDS)
+        return _step_back(portal_id, PORTAL_BUSY_RETRY_SECONDS, later, "busy")
+    try:
+        if not noted:
+            note_tasks(rt, inflight, task_ids)
+        return _run_pass(rt, portal_id, own, inflight, trigger, noted=True, again=again, relist_own=None)
+    finally:
+        portal_pass.release()
 
 
 def _fair_wait(rt: Runtime) -> float:
@@ -107,52 +127,44 @@ def _fair_wait(rt: Runtime) -> float:
     return rt.client.budget_wait() if rt.settings.app_mode else 0.0
 
 
-def _step_back(portal_id: str, wait: float, again: Callable[[float], object]) -> dict[str, Any]:
-    """This portal's budget is spent for a while: queue the job again for then, rather than hold a worker
-    other portals need."""
+def _step_back(portal_id: str, wait: float, again: Callable[[float], object], outcome: str) -> dict[str, Any]:
+    """Queue the job again for ``wait`` seconds from now, rather than hold a worker other portals need: this
+    portal's budget is spent for a while (``budget_wait``), or another of its passes runs (``busy``)."""
     again(wait)
-    metrics.count(portal_id, "evaluations", outcome="budget_wait")
-    return {"status": "budget_wait", "retry_in": round(wait, 1)}
+    metrics.count(portal_id, "evaluations", outcome=outcome)
+    return {"status": outcome, "retry_in": round(wait, 1)}
 
 
 def _run_pass(rt: Runtime, portal_id: str, task_id: int, inflight: str, trigger: Trigger, *, noted: bool,
               again: Callable[[float], None], relist_own: str | None) -> dict[str, Any]:
-    """Run the job's shared pass, one pass per portal at a time, holding its own task's lock.
+    """Run the job's shared pass (the caller holds the portal's pass lock), holding its own task's lock.
 
     ``again(delay)`` queues the own task anew when the job steps back; ``relist_own`` (the job's id) puts the
     own task back in the waiting hash when the job fails, for RQ's retry to take out again; None when the retry
     notes its tasks itself.
     """
-    portal_pass = KeptLock(rt.redis, keys.pass_lock(portal_id), LOCK_TTL_SECONDS)
-    if not portal_pass.acquire():
-        # Another pass of this portal runs: a second one would only split the batches, and the budget is the
-        # portal's anyway. Come back shortly, and take along whatever waits by then.
-        return _step_aside(rt, portal_id, task_id, inflight, trigger, again, PORTAL_BUSY_RETRY_SECONDS)
+    lock = KeptLock(rt.redis, keys.task_lock(portal_id, task_id), LOCK_TTL_SECONDS)
+    if not lock.acquire(blocking_timeout=LOCK_WAIT_SECONDS):
+        # Another evaluation of this task (a sweep's, the CLI's) runs long. Our pending mark stays set, so
+        # later events keep coalescing onto this evaluation, which steps back and tries again shortly.
+        return _step_aside(rt, portal_id, task_id, inflight, trigger, again, BUSY_RETRY_SECONDS)
     try:
-        lock = KeptLock(rt.redis, keys.task_lock(portal_id, task_id), LOCK_TTL_SECONDS)
-        if not lock.acquire(blocking_timeout=LOCK_WAIT_SECONDS):
-            # Another evaluation of this task (a sweep's, the CLI's) runs long. Our pending mark stays set, so
-            # later events keep coalescing onto this evaluation, which steps back and tries again shortly.
-            return _step_aside(rt, portal_id, task_id, inflight, trigger, again, BUSY_RETRY_SECONDS)
-        try:
-            decisions, tasks_done = shared_pass(rt, portal_id, task_id, inflight, trigger, noted=noted)
-        except OperationTimeLimit as paused:
-            # The portal blocked a method for a while: come back when it is open again, keeping our retries.
-            delay = pause_delay(paused)
-            again(delay)
-            rt.redis.delete(inflight)  # after the task is listed again, so that no moment loses it
-            log.warning("evaluation.method_paused", method=paused.method, retry_in=round(delay))
-            metrics.count(portal_id, "evaluations", outcome="paused")
-            return {"status": "paused", "method": paused.method}
-        except BaseException:  # RQ retries this job: it must find its task waiting again
-            if relist_own is not None:
-                rt.redis.hset(keys.waiting(portal_id), str(task_id), relist_own)
-            rt.redis.delete(inflight)
-            raise
-        finally:
-            lock.release()
+        decisions, tasks_done = shared_pass(rt, portal_id, task_id, inflight, trigger, noted=noted)
+    except OperationTimeLimit as paused:
+        # The portal blocked a method for a while: come back when it is open again, keeping our retries.
+        delay = pause_delay(paused)
+        again(delay)
+        rt.redis.delete(inflight)  # after the task is listed again, so that no moment loses it
+        log.warning("evaluation.method_paused", method=paused.method, retry_in=round(delay))
+        metrics.count(portal_id, "evaluations", outcome="paused")
+        return {"status": "paused", "method": paused.method}
+    except BaseException:  # RQ retries this job: it must find its task waiting again
+        if relist_own is not None:
+            rt.redis.hset(keys.waiting(portal_id), str(task_id), relist_own)
+        rt.redis.delete(inflight)
+        raise
     finally:
-        portal_pass.release()
+        lock.release()
     metrics.count(portal_id, "evaluations", tasks_done, outcome="done")
     outcomes = [d.outcome for d in decisions]
     log.info("evaluation.done", task_id=task_id, tasks=tasks_done, decisions=len(decisions),

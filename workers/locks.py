@@ -186,16 +186,19 @@ class KeptLock:
     after the longest possible evaluation; while the holder lives, the keeper renews it every ttl/3.
     """
 
-    def __init__(self, redis: Redis, key: str, ttl_seconds: int) -> None:
+    def __init__(self, redis: Redis, key: str, ttl_seconds: int, owner: str | None = None) -> None:
         # not thread-local: the keeper thread extends with the token the acquiring thread got
         self._lock = redis.lock(key, timeout=ttl_seconds, thread_local=False)
         self._ttl = ttl_seconds
-        self._token = uuid.uuid4().hex
+        self._token = owner or uuid.uuid4().hex
+        self._owner = owner
         self._keeper = _Keeper(self._extend, ttl_seconds, what=key)
 
     def acquire(self, blocking_timeout: float = 0) -> bool:
+        """Take the lock, waiting up to ``blocking_timeout`` seconds; with an ``owner`` (a job's id), also a lock
+        that owner still holds (its earlier run was killed, and RQ runs the job again)."""
         if not self._lock.acquire(blocking=blocking_timeout > 0, blocking_timeout=blocking_timeout or None,
-                                  token=self._token):
+                                  token=self._token) and not (self._owner and self._take_back()):
             return False
         _remember({self._lock.name: (self._token, self._ttl * 1000)})
         self._keeper.start()
@@ -208,6 +211,15 @@ class KeptLock:
             self._lock.release()
         except LockError:
             log.warning("lock.expired_before_release", key=self._lock.name)
+
+    def _take_back(self) -> bool:
+        self._lock.local.token = self._token.encode()
+        try:
+            self._lock.reacquire()  # only if the stored token is ours
+        except LockError:
+            self._lock.local.token = None
+            return False
+        return True
 
     def _extend(self) -> bool:
         try:
