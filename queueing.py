@@ -75,8 +75,12 @@ def _job_options(kwargs: dict[str, Any], meta: dict[str, Any], description: str)
 
 def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str = "event",
                        event_name: str | None = None, event_id: str | None = None, rules_digest: str | None = None,
-                       delay_seconds: float = 0, pipeline: Any = None) -> Job:
-    """Queue one evaluation of a task with our retry and TTL policy, and list the task as waiting."""
+                       delay_seconds: float = 0, pipeline: Any = None, list_waiting: bool = True) -> Job:
+    """Queue one evaluation of a task with our retry and TTL policy, and list the task as waiting.
+
+    ``list_waiting=False``: the task is waiting already and stays listed as it is (a job comes back for it
+    later); should a pass take it along meanwhile, the job finds it gone and ends.
+    """
     options = _job_options(*evaluation_spec(portal_id, task_id, cause, event_name, event_id, rules_digest))
     job_id = options["job_id"]
     if pipeline is not None:  # RQ watches keys on the pipeline first; ours comes after, in the same MULTI
@@ -84,9 +88,11 @@ def enqueue_evaluation(queue: Queue, portal_id: str, task_id: int, *, cause: str
             job = queue.enqueue_in(dt.timedelta(seconds=delay_seconds), EVALUATE_TASK, pipeline=pipeline, **options)
         else:
             job = queue.enqueue(EVALUATE_TASK, pipeline=pipeline, **options)
-        pipeline.hset(keys.waiting(portal_id), str(task_id), job_id)
+        if list_waiting:
+            pipeline.hset(keys.waiting(portal_id), str(task_id), job_id)
         return job
-    queue.connection.hset(keys.waiting(portal_id), str(task_id), job_id)  # before the job can be picked up
+    if list_waiting:
+        queue.connection.hset(keys.waiting(portal_id), str(task_id), job_id)  # before the job can be picked up
     if delay_seconds:
         return queue.enqueue_in(dt.timedelta(seconds=delay_seconds), EVALUATE_TASK, **options)
     return queue.enqueue(EVALUATE_TASK, **options)

@@ -34,3 +34,19 @@ def test_a_job_meeting_a_running_pass_steps_back_and_the_next_pass_takes_all(app
     [read] = work_requests(sandbox)
     assert sorted(int(i) for i in read["commands"][0]["params"]["filter"]["ID"]) == sorted(task_ids)
     assert not redis.hlen(keys.waiting(rt.portal.id))
+
+
+def test_a_task_the_running_pass_took_along_is_not_evaluated_again(app: Flask, sandbox: Any, redis: Redis) -> None:
+    rt = app.extensions["taskwarden"]
+    task_id = sandbox.add_task(TITLE="taken along")
+    app.test_client().post("/bitrix24/events", data=event_body(task_id),
+                           content_type="application/x-www-form-urlencoded")
+    redis.set(keys.pass_lock(rt.portal.id), "a pass elsewhere", ex=60)
+    run_worker(app)
+    [back] = [rt.queue().fetch_job(job_id) for job_id in rt.queue().scheduled_job_registry.get_job_ids()]
+    redis.hdel(keys.waiting(rt.portal.id), str(task_id))  # that pass claims it before it ends
+    redis.delete(keys.pass_lock(rt.portal.id))
+    sandbox.clear_requests()
+    run_scheduled(app)
+    assert back.return_value(refresh=True) == {"status": "coalesced"}
+    assert work_requests(sandbox) == []

@@ -72,7 +72,11 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
     if not portal_pass.acquire():
         if noted:
             return _step_aside(rt, portal_id, task_id, inflight, trigger, again, PORTAL_BUSY_RETRY_SECONDS)
-        return _step_back(portal_id, PORTAL_BUSY_RETRY_SECONDS, again, "busy")  # its task still waits
+        # Its task stays waiting as it is: the running pass may still take it along, and if it does, the job
+        # that comes back finds it gone. Listing it again would have it evaluated twice.
+        return _step_back(portal_id, PORTAL_BUSY_RETRY_SECONDS, lambda delay: enqueue_evaluation(
+            rt.queue(), portal_id, task_id, cause=cause, event_name=event_name, event_id=event_id,
+            rules_digest=rules_digest, delay_seconds=delay, list_waiting=False), "busy")
     try:
         if not noted and not take_own_task(rt, portal_id, task_id, inflight):
             metrics.count(portal_id, "evaluations", outcome="coalesced")
