@@ -62,17 +62,19 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/10")
+    parser.add_argument("--layout", default="offset", choices=("dense", "offset", "sparse", "clustered", "gap"),
+                        help="How the portal numbers its tasks (sandbox seeds); default from a million, with holes.")
     args = parser.parse_args()
     sys.path.insert(0, str(common.ROOT))
     common.flush_db(args.redis_url)
-    sandbox = common.start_sandbox(f"enforce:{args.tasks}")
+    sandbox = common.start_sandbox(f"{args.layout}:enforce:{args.tasks}")
     values = common.settings(args.redis_url, common.rules_file(RULES), sandbox)
     from app import create_app
     from handlers.coalesce import coalesce
 
     rt = create_app({"SETTINGS": values}).extensions["taskwarden"]
     needing = unfixed(sandbox.portal)
-    for task_id in range(1, args.tasks + 1):  # one ONTASKUPDATE per task, as the portal would send
+    for task_id in sorted(sandbox.portal.tasks):  # one ONTASKUPDATE per task, as the portal would send
         coalesce(rt.redis, rt.queue(), rt.portal.id, task_id, event_name="ONTASKUPDATE",
                  event_id=f"ONTASKUPDATE:{task_id}:0:1")
     sandbox.portal.requests.clear()
@@ -87,7 +89,8 @@ def main() -> int:
     requests_bound = math.ceil(commands / 50)
     time_bound = max(0, requests_bound - common.BURST) / common.RATE
     result = {
-        "bench": "enforce", "tasks": args.tasks, "workers": args.workers, "tasks_needing_change": needing,
+        "bench": "enforce", "tasks": args.tasks, "layout": args.layout, "workers": args.workers,
+        "tasks_needing_change": needing,
         "tasks_per_s": round(args.tasks / wall, 1), "requests": len(log), "requests_lower_bound": requests_bound,
         "requests_ratio": round(len(log) / requests_bound, 3), "wall_s": round(wall, 1),
         "wall_lower_bound_s": time_bound, "wall_ratio": round(wall / time_bound, 3) if time_bound else None,

@@ -80,9 +80,9 @@ def run_worker(app: Flask, max_jobs: int | None = None) -> None:
                                                                                          max_jobs=max_jobs)
 
 
-def run_scheduled(app: Flask) -> None:
+def run_scheduled(app: Flask, max_jobs: int | None = None) -> None:
     """Queue every scheduled job now, whenever it was due (a recheck after our writes, a job stepping back),
-    and run the queues empty."""
+    and run the queues empty (or ``max_jobs`` of them)."""
     from rq.job import Job
 
     import queueing
@@ -94,4 +94,4 @@ def run_scheduled(app: Flask) -> None:
         for job_id in registry.get_job_ids():
             registry.remove(job_id)
             queue.enqueue_job(Job.fetch(job_id, connection=rt.redis, serializer=queue.serializer))
-    run_worker(app)
+    run_worker(app, max_jobs=max_jobs)

@@ -1,5 +1,5 @@
-"""One evaluation pass per portal at a time: a job that meets a running pass leaves its task waiting and comes
-back, and the next pass takes every waiting task along."""
+"""One evaluation pass per portal at a time: a job that meets a running pass hands its task (and the portal's
+other queued jobs) over to that pass's follow-up, which takes every waiting task along once the pass ends."""
 
 from __future__ import annotations
 
@@ -9,44 +9,44 @@ from flask import Flask
 from redis import Redis
 
 import keys
+from workers.passes import follow_up
 
-from .helpers import event_body, run_scheduled, run_worker, work_requests
+from .helpers import event_body, run_worker, work_requests
 
 
-def test_a_job_meeting_a_running_pass_steps_back_and_the_next_pass_takes_all(app: Flask, sandbox: Any,
+def post_events(app: Flask, task_ids: list[int]) -> None:
+    for task_id in task_ids:
+        answer = app.test_client().post("/bitrix24/events", data=event_body(task_id),
+                                        content_type="application/x-www-form-urlencoded")
+        assert answer.get_json()["status"] == "queued"
+
+
+def test_a_job_meeting_a_running_pass_hands_over_and_the_follow_up_takes_all(app: Flask, sandbox: Any,
                                                                              redis: Redis) -> None:
     rt = app.extensions["taskwarden"]
     task_ids = [sandbox.add_task(TITLE=f"task {n}") for n in range(3)]
-    client = app.test_client()
-    for task_id in task_ids:
-        answer = client.post("/bitrix24/events", data=event_body(task_id),
-                             content_type="application/x-www-form-urlencoded")
-        assert answer.get_json()["status"] == "queued"
+    post_events(app, task_ids)
     redis.set(keys.pass_lock(rt.portal.id), "a pass elsewhere", ex=60)
     sandbox.clear_requests()
-    run_worker(app, max_jobs=1)
-    assert work_requests(sandbox) == []
-    # Its task still waits (under the job that comes back), as do the others.
+    run_worker(app)
+    # One job met the pass; the other two were taken off the queue instead of each meeting it in turn.
+    assert work_requests(sandbox) == [] and rt.queue().count == 0
     assert {int(t) for t in redis.hkeys(keys.waiting(rt.portal.id))} == set(task_ids)
-    assert rt.queue().scheduled_job_registry.count == 1
     redis.delete(keys.pass_lock(rt.portal.id))
-    run_scheduled(app)
+    follow_up(rt, rt.portal.id)  # as that pass does once it released the lock
+    run_worker(app)
     [read] = work_requests(sandbox)
     assert sorted(int(i) for i in read["commands"][0]["params"]["filter"]["ID"]) == sorted(task_ids)
     assert not redis.hlen(keys.waiting(rt.portal.id))
 
 
-def test_a_task_the_running_pass_took_along_is_not_evaluated_again(app: Flask, sandbox: Any, redis: Redis) -> None:
+def test_a_pass_that_leaves_tasks_waiting_queues_its_follow_up(make_app: Any, sandbox: Any, redis: Redis) -> None:
+    app = make_app(taskwarden_pass_size=2)
     rt = app.extensions["taskwarden"]
-    task_id = sandbox.add_task(TITLE="taken along")
-    app.test_client().post("/bitrix24/events", data=event_body(task_id),
-                           content_type="application/x-www-form-urlencoded")
-    redis.set(keys.pass_lock(rt.portal.id), "a pass elsewhere", ex=60)
+    task_ids = [sandbox.add_task(TITLE=f"task {n}") for n in range(3)]
+    post_events(app, task_ids)
+    redis.delete(rt.queue().key)  # as if the jobs had been handed over: only follow-ups can take the tasks now
+    follow_up(rt, rt.portal.id)
     run_worker(app)
-    [back] = [rt.queue().fetch_job(job_id) for job_id in rt.queue().scheduled_job_registry.get_job_ids()]
-    redis.hdel(keys.waiting(rt.portal.id), str(task_id))  # that pass claims it before it ends
-    redis.delete(keys.pass_lock(rt.portal.id))
-    sandbox.clear_requests()
-    run_scheduled(app)
-    assert back.return_value(refresh=True) == {"status": "coalesced"}
-    assert work_requests(sandbox) == []
+    assert not redis.hlen(keys.waiting(rt.portal.id))
+    assert len(work_requests(sandbox)) == 2  # a pass of two, then its follow-up's pass of the third

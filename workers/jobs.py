@@ -26,7 +26,16 @@ from queueing import RECHECK_EVENT, enqueue_evaluation, enqueue_recheck, recheck
 from runtime import Runtime
 from workers.evaluation import Trigger
 from workers.locks import KeptLock
-from workers.passes import BUSY_RETRY_SECONDS, note_tasks, pause_delay, requeue_noted, shared_pass, take_own_task
+from workers.passes import (
+    BUSY_RETRY_SECONDS,
+    follow_up,
+    hand_over,
+    note_tasks,
+    pause_delay,
+    requeue_noted,
+    shared_pass,
+    take_own_task,
+)
 from workers.sweeps import SweepBusy, run_sweep
 
 log = structlog.get_logger(__name__)
@@ -39,7 +48,7 @@ so that one throttled portal never holds the workers the others need."""
 LOCK_WAIT_SECONDS = 10
 """How long a job waits for the task's running evaluation before stepping back in the queue."""
 PORTAL_BUSY_RETRY_SECONDS = 2
-"""When another pass of the portal runs, how soon a job tries again (and joins whatever waits by then)."""
+"""When another pass of the portal runs, how soon a recheck (or a rerun) tries again."""
 
 
 def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name: str | None = None,
@@ -72,11 +81,11 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
     if not portal_pass.acquire():
         if noted:
             return _step_aside(rt, portal_id, task_id, inflight, trigger, again, PORTAL_BUSY_RETRY_SECONDS)
-        # Its task stays waiting as it is: the running pass may still take it along, and if it does, the job
-        # that comes back finds it gone. Listing it again would have it evaluated twice.
-        return _step_back(portal_id, PORTAL_BUSY_RETRY_SECONDS, lambda delay: enqueue_evaluation(
-            rt.queue(), portal_id, task_id, cause=cause, event_name=event_name, event_id=event_id,
-            rules_digest=rules_digest, delay_seconds=delay, list_waiting=False), "busy")
+        # Another pass of this portal runs: a second one would only split the batches, and the budget is the
+        # portal's anyway. The task stays waiting, and that pass's follow-up takes it along.
+        hand_over(rt, portal_id)
+        metrics.count(portal_id, "evaluations", outcome="handed_over")
+        return {"status": "handed_over"}
     try:
         if not noted and not take_own_task(rt, portal_id, task_id, inflight):
             metrics.count(portal_id, "evaluations", outcome="coalesced")
@@ -85,6 +94,7 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
                          relist_own=job.id if job else "")
     finally:
         portal_pass.release()
+        follow_up(rt, portal_id)
 
 
 def recheck_tasks(portal_id: str, task_ids: list[int], rules_digest: str | None = None) -> dict[str, Any]:
@@ -124,6 +134,7 @@ def recheck_tasks(portal_id: str, task_ids: list[int], rules_digest: str | None 
         return _run_pass(rt, portal_id, own, inflight, trigger, noted=True, again=again, relist_own=None)
     finally:
         portal_pass.release()
+        follow_up(rt, portal_id)
 
 
 def _fair_wait(rt: Runtime) -> float:

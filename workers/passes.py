@@ -106,14 +106,44 @@ def _claim(rt: Runtime, portal_id: str, inflight: str) -> list[int]:
     if not fields:
         return []
     claimed = [int(raw) for raw in fields]
-    queue = rt.queue()
     try:  # only spares workers a fork each: a job left queued finds its task taken and ends as coalesced
-        gone = script(rt.redis, _DEQUEUE)(keys=[queue.key], args=job_ids)
-        if gone:  # off the queue: their hashes go too (a scheduled one stays, and finds its task gone)
-            rt.redis.delete(*(queue.job_class.key_for(job_id.decode()) for job_id in gone))
+        _dequeue(rt, job_ids)
     except RedisError:
         log.warning("pass.dequeue_failed", tasks=len(claimed))
     return claimed
+
+
+def _dequeue(rt: Runtime, job_ids: list[Any]) -> None:
+    """Take these jobs off the queue and delete them (a scheduled one stays, and finds its task gone)."""
+    queue = rt.queue()
+    gone = script(rt.redis, _DEQUEUE)(keys=[queue.key], args=job_ids)
+    if gone:
+        rt.redis.delete(*(queue.job_class.key_for(job_id.decode()) for job_id in gone))
+
+
+def hand_over(rt: Runtime, portal_id: str) -> None:
+    """A job met a running pass of its portal: it leaves its task waiting, and takes the portal's other queued
+    jobs off the queue, which would each only meet the same pass (a fork apiece). ``follow_up`` then has the
+    waiting tasks taken along once that pass ends."""
+    job_ids = rt.redis.hvals(keys.waiting(portal_id))
+    if job_ids:
+        _dequeue(rt, job_ids)
+
+
+def follow_up(rt: Runtime, portal_id: str) -> None:
+    """After a pass released its portal's lock: if tasks wait, queue one job now to take them along.
+
+    Asked after the release, so that a job that met the pass and handed its task over is never missed: its task
+    was waiting before the job ran, so before this question.
+    """
+    raw: Any = rt.redis.hrandfield(keys.waiting(portal_id))
+    if raw is None:
+        return
+    task_id = int(raw)
+    mark: Any = rt.redis.get(keys.pending(portal_id, task_id))
+    event_id = mark.decode() if mark else None
+    enqueue_evaluation(rt.queue(), portal_id, task_id, event_name=event_id.split(":", 1)[0] if event_id else None,
+                       event_id=event_id, rules_digest=rt.rules.digest, list_waiting=False)
 
 
 def _requeue(rt: Runtime, portal_id: str, task_ids: list[int], trigger: Trigger, delay_seconds: float = 0) -> None:
