@@ -31,7 +31,7 @@ from handlers.installs import UNINSTALL_EVENTS, answer_install, portal_view, tou
 from handlers.parse import Event
 from handlers.refusals import BodyTimeout, IntakeError, MalformedEvent, PayloadTooLarge, Unauthorized, unexpected_error
 from handlers.spool import Spool
-from handlers.verify import verify_member, verify_token
+from handlers.verify import token_digest, token_matches, verify_member, verify_token
 from portals import registry
 from queueing import enqueue_offline_drain
 from runtime import Runtime
@@ -126,13 +126,22 @@ def take_event(rt: Runtime, spool: Spool, content_type: str, body: bytes) -> Ans
 
 def take_app_event(rt: Runtime, spool: Spool, event: Event) -> Answer:
     """An installed portal's event: found by member_id, its token checked against that portal's; an
-    uninstall is carried out here (Redis only). Without Redis the portal cannot be recognised: 503."""
+    uninstall is carried out here (Redis only).
+
+    Without Redis the portal cannot be looked up: a task event is spooled with its token's digest and checked
+    when it is queued (``queue_spooled``); anything else is answered 503.
+    """
     try:
         return _take_app_event(rt, spool, event)
     except RedisError as exc:
-        log.warning("intake.unavailable", redis_error=type(exc).__name__)
-        metrics.count("app", "events", outcome="unavailable")
-        return 503, {"status": "unavailable", "event_id": event.event_id, "reason": "redis unavailable"}
+        if event.name in UNINSTALL_EVENTS or event.name == "ONOFFLINEEVENT" or not event.member_id \
+                or not event.application_token or event.task_id is None or event.bad_task_id:
+            log.warning("intake.unavailable", redis_error=type(exc).__name__)
+            metrics.count("app", "events", outcome="unavailable")
+            return 503, {"status": "unavailable", "event_id": event.event_id, "reason": "redis unavailable"}
+        record = {"event_name": event.name, "task_id": event.task_id, "event_id": event.event_id,
+                  "portal_id": event.member_id, "token_sha256": token_digest(event.application_token)}
+        return _spool(rt, spool, record, exc)
 
 
 def _take_app_event(rt: Runtime, spool: Spool, event: Event) -> Answer:
@@ -199,6 +208,12 @@ def queue_spooled(rt: Runtime) -> Callable[[dict[str, Any]], str]:
     def handle(record: dict[str, Any]) -> str:
         portal_id = record.get("portal_id") or rt.portal.id
         view = portal_view(rt, portal_id) if rt.settings.app_mode else None
+        if "token_sha256" in record and not (view is not None and view.status == registry.ACTIVE
+                                             and token_matches(record["token_sha256"], view.application_token)):
+            # spooled before its portal could be looked up, and not from an active portal with that token
+            log.warning("spool.refused", event_id=record["event_id"], portal=portal_id)
+            metrics.count("app", "events", outcome="rejected")
+            return "refused"
         rules = view.rules if view is not None else rt.rules  # an installed portal may have rules of its own
         return coalesce(rt.redis, rt.queue(), portal_id, record["task_id"], event_name=record["event_name"],
                         event_id=record["event_id"], rules_digest=rules.digest,

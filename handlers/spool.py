@@ -36,6 +36,8 @@ STALE_SECONDS = 120
 """A file of another host untouched this long is adopted: a recreated container gets a new hostname."""
 MARK_TTL_SECONDS = 86400
 FIELDS = ("event_name", "task_id", "event_id")
+OPTIONAL_FIELDS = ("portal_id", "token_sha256")
+"""The installed portal an event names, and its token's digest when it could not be checked before spooling."""
 
 
 @dataclass
@@ -44,6 +46,8 @@ class DrainResult:
     duplicate: int = 0
     already_done: int = 0
     rejected: int = 0
+    refused: int = 0
+    """Records whose portal or token did not check out once Redis answered (application mode)."""
     complete: bool = True
 
 
@@ -65,7 +69,7 @@ class Spool:
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one event durably (flush + fsync) before intake says it is safe."""
-        line = json.dumps({key: record[key] for key in (*FIELDS, "portal_id") if key in record},
+        line = json.dumps({key: record[key] for key in (*FIELDS, *OPTIONAL_FIELDS) if key in record},
                           separators=(",", ":")) + "\n"
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,7 @@ from logging_setup import capture_output
 from portals import registry
 from workers.offline import drain
 
-from .helpers import FORM, TEST_ADMIN_TOKEN, poll, run_worker
+from .helpers import FORM, TEST_ADMIN_TOKEN, event_body, poll, run_worker
 
 SECRET_KEY = Fernet.generate_key().decode()
 AUTH = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
@@ -291,3 +291,28 @@ class TestPerPortalRules:
             run_worker(app)
             assert sandbox.entry(in_alpha, portal="alpha")["SECONDS"] == 3600
             assert sandbox.entry(in_beta, portal="beta")["SECONDS"] == 5000  # the default cap is 8 h
+
+
+def test_events_while_redis_is_down_are_spooled_and_checked_once_it_is_back(make_app: Callable[..., Flask],
+                                                                           sandbox: Any, own_redis: Any) -> None:
+    """A process that cannot look the portal up (Redis down, the portal not in its memory) spools a task event
+    with its token's digest, answers 202, and checks the token when Redis answers: the right one is queued, a
+    forged one refused. The spool never holds the token itself."""
+    from handlers import installs
+
+    with serving(make_app, sandbox, redis_url=own_redis.url) as (app, url):
+        portal = installed(sandbox, url, "alpha")
+        member, token = portal["member_id"], portal["application_token"]
+        installs._views.clear()  # this process has not seen the portal yet
+        Redis.from_url(own_redis.url).config_set("save", "3600 1")  # written when stopped, read at start
+        own_redis.stop()
+        client = app.test_client()
+        answers = [client.post("/bitrix24/events", data=event_body(task_id, token=sent, member_id=member),
+                               content_type=FORM) for task_id, sent in ((101, token), (102, "forged-token"))]
+        assert [(a.status_code, a.get_json()["status"]) for a in answers] == [(202, "spooled")] * 2
+        spool = app.extensions["taskwarden_spool"]
+        assert token not in spool.path.read_text()
+        own_redis.start()
+        poll(lambda: not spool.pending_files(), "the spool to drain", timeout=20)
+        redis = Redis.from_url(own_redis.url)
+        assert {int(task) for task in redis.hkeys(keys.waiting(member))} == {101}
