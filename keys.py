@@ -24,8 +24,13 @@ def pending(portal: str, task_id: int) -> str:
 
 
 def pass_lock(portal: str) -> str:
-    """Held while one of the portal's evaluation passes runs: its other jobs wait and join the next one."""
+    """Held while one of the portal's evaluation passes runs: its other jobs hand their tasks over to it."""
     return _key(portal, "lock", "pass")
+
+
+def handed_over(portal: str) -> str:
+    """Set when a job left its task to the portal's running pass: that pass queues a follow-up when it ends."""
+    return _key(portal, "handed_over")
 
 
 def task_lock(portal: str, task_id: int) -> str:

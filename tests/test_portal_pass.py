@@ -40,13 +40,14 @@ def test_a_job_meeting_a_running_pass_hands_over_and_the_follow_up_takes_all(app
     assert not redis.hlen(keys.waiting(rt.portal.id))
 
 
-def test_a_pass_that_leaves_tasks_waiting_queues_its_follow_up(make_app: Any, sandbox: Any, redis: Redis) -> None:
+def test_follow_ups_come_only_after_a_hand_over(make_app: Any, sandbox: Any, redis: Redis) -> None:
+    """A pass that leaves tasks waiting with jobs of their own (more than a pass takes) queues nothing more."""
     app = make_app(taskwarden_pass_size=2)
     rt = app.extensions["taskwarden"]
-    task_ids = [sandbox.add_task(TITLE=f"task {n}") for n in range(3)]
-    post_events(app, task_ids)
-    redis.delete(rt.queue().key)  # as if the jobs had been handed over: only follow-ups can take the tasks now
+    post_events(app, [sandbox.add_task(TITLE=f"task {n}") for n in range(3)])
+    run_worker(app, max_jobs=1)
+    assert rt.queue().count == 1 and redis.hlen(keys.waiting(rt.portal.id)) == 1  # the third task's own job
     follow_up(rt, rt.portal.id)
+    assert rt.queue().count == 1
     run_worker(app)
-    assert not redis.hlen(keys.waiting(rt.portal.id))
-    assert len(work_requests(sandbox)) == 2  # a pass of two, then its follow-up's pass of the third
+    assert not redis.hlen(keys.waiting(rt.portal.id)) and len(work_requests(sandbox)) == 2

@@ -121,8 +121,7 @@ class TestRecheck:
         redis.set(keys.task_lock(rt.portal.id, own), "another evaluation", ex=60)
         run_scheduled(deadline_app, max_jobs=1)
         assert recheck.get_status(refresh=True) == "finished" and recheck.return_value() == {"status": "busy"}
-        # Every task of the recheck is waiting again, with a job of its own, and still pending; the follow-up
-        # of the portal's pass is queued too.
+        # Every task of the recheck is waiting again, with a job of its own, and still pending.
         waiting = {int(task) for task in redis.hkeys(keys.waiting(rt.portal.id))}
         assert waiting == set(task_ids)
         assert all(redis.exists(keys.pending(rt.portal.id, task_id)) for task_id in task_ids)

@@ -83,9 +83,9 @@ def evaluate_task(portal_id: str, task_id: int, cause: str = "event", event_name
             return _step_aside(rt, portal_id, task_id, inflight, trigger, again, PORTAL_BUSY_RETRY_SECONDS)
         # Another pass of this portal runs: a second one would only split the batches, and the budget is the
         # portal's anyway. The task stays waiting, and that pass's follow-up takes it along.
-        hand_over(rt, portal_id)
-        metrics.count(portal_id, "evaluations", outcome="handed_over")
-        return {"status": "handed_over"}
+        if hand_over(rt, portal_id, portal_pass):
+            metrics.count(portal_id, "evaluations", outcome="handed_over")
+            return {"status": "handed_over"}
     try:
         if not noted and not take_own_task(rt, portal_id, task_id, inflight):
             metrics.count(portal_id, "evaluations", outcome="coalesced")

@@ -22,7 +22,7 @@ from queueing import enqueue_evaluation
 from redis_scripts import script
 from runtime import Runtime
 from workers.evaluation import Trigger, evaluate_tasks, needs_of, paused_read
-from workers.locks import concurrency_guard, task_locks
+from workers.locks import KeptLock, concurrency_guard, task_locks
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +32,8 @@ INFLIGHT_TTL_SECONDS = 86400
 """How long the tasks of a pass stay noted for a rerun of its job (after a SIGKILL)."""
 CLAIMED_LOCK_TTL_SECONDS = 15
 """TTL of the claimed tasks' locks, renewed while the pass runs."""
+HANDED_OVER_TTL_SECONDS = 86400
+"""Safety expiry of the mark that a pass owes a follow-up (its holder may be killed and its job never rerun)."""
 
 
 def take_own_task(rt: Runtime, portal_id: str, task_id: int, inflight: str) -> bool:
@@ -121,21 +123,28 @@ def _dequeue(rt: Runtime, job_ids: list[Any]) -> None:
         rt.redis.delete(*(queue.job_class.key_for(job_id.decode()) for job_id in gone))
 
 
-def hand_over(rt: Runtime, portal_id: str) -> None:
-    """A job met a running pass of its portal: it leaves its task waiting, and takes the portal's other queued
-    jobs off the queue, which would each only meet the same pass (a fork apiece). ``follow_up`` then has the
-    waiting tasks taken along once that pass ends."""
+def hand_over(rt: Runtime, portal_id: str, portal_pass: KeptLock) -> bool:
+    """A job met a running pass of its portal (``portal_pass`` is taken): leave the task to it. False when that
+    pass ended meanwhile and the lock is now the job's own: it runs its pass itself.
+
+    The mark for a follow-up goes first, then the lock is tried once more: the pass asks for the mark after
+    releasing its lock, so either it sees the mark, or it released before the second try, which then succeeds.
+    The portal's other queued jobs come off the queue, as each would only meet the same pass (a fork apiece).
+    """
+    rt.redis.set(keys.handed_over(portal_id), 1, ex=HANDED_OVER_TTL_SECONDS)
+    if portal_pass.acquire():
+        return False
     job_ids = rt.redis.hvals(keys.waiting(portal_id))
     if job_ids:
         _dequeue(rt, job_ids)
+    return True
 
 
 def follow_up(rt: Runtime, portal_id: str) -> None:
-    """After a pass released its portal's lock: if tasks wait, queue one job now to take them along.
-
-    Asked after the release, so that a job that met the pass and handed its task over is never missed: its task
-    was waiting before the job ran, so before this question.
-    """
+    """After a pass released its portal's lock: when a job handed its task over meanwhile, queue one job now to
+    take every waiting task along (those jobs are gone from the queue)."""
+    if not rt.redis.getdel(keys.handed_over(portal_id)):
+        return
     raw: Any = rt.redis.hrandfield(keys.waiting(portal_id))
     if raw is None:
         return
