@@ -27,6 +27,7 @@ import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 
+from handlers.coalesce import NotReplicated
 from handlers.enqueue_script import QueueFull
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,9 @@ class DrainResult:
     rejected: int = 0
     refused: int = 0
     """Records whose portal or token did not check out once Redis answered (application mode)."""
+    unreplicated: int = 0
+    """Records queued, but on too few replicas (``TASKWARDEN_REDIS_MIN_REPLICAS``): their lines stay for the
+    next attempt, where they are accepted (``handlers.coalesce``)."""
     complete: bool = True
 
 
@@ -98,14 +102,18 @@ class Spool:
             claimed = self._claim(path)
             if claimed is None:
                 continue
+            unreplicated = result.unreplicated
             try:
                 self._drain_file(redis, claimed, handle, result)
             except (RedisError, QueueFull) as stopped:  # the rest waits on disk for the next attempt
                 result.complete = False
                 log.warning("spool.drain_interrupted", file=claimed.name, reason=type(stopped).__name__)
                 return result
+            if result.unreplicated > unreplicated:
+                result.complete = False  # the file stays until its every line is on a replica or accepted
+                continue
             claimed.unlink(missing_ok=True)
-        if result.queued or result.duplicate or result.rejected:
+        if result.queued or result.duplicate or result.rejected or result.unreplicated:
             log.info("spool.drained", **result.__dict__)
         return result
 
@@ -152,7 +160,11 @@ class Spool:
             if redis.exists(mark):
                 result.already_done += 1
                 continue
-            status = handle(record)
+            try:
+                status = handle(record)
+            except NotReplicated:  # not one line per attempt: the rest of the file goes on
+                result.unreplicated += 1
+                continue
             redis.set(mark, 1, ex=MARK_TTL_SECONDS)
             setattr(result, status, getattr(result, status) + 1)
 

@@ -190,6 +190,7 @@ def require_workers_on_sentinel(settings: Any) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # a whole deployment, a failover and a drain: past the suite's default on a slow host
 @pytest.mark.parametrize("min_replicas", [1, 0])
 def test_master_killed_under_load(tmp_path: Path, topology: SentinelTopology, sandbox: Any, sandbox_server: Any,
                                   min_replicas: int) -> None:

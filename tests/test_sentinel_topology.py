@@ -311,6 +311,37 @@ def test_min_replicas_refuses_an_unreplicated_event_once(topology: SentinelTopol
     assert coalesce(client, queue, "p", 2, event_name="ONTASKUPDATE", event_id="e2") == "queued"  # the drain's
 
 
+@pytest.mark.slow
+def test_spool_drains_in_two_attempts_without_a_replica(topology: SentinelTopology, tmp_path: Path) -> None:
+    """Events spooled while there was no master, drained by a master that has lost its replica: each line
+    is refused once (queued, but on no replica) and the drain goes on with the next, so the file is kept
+    after the first attempt and drained whole by the second, however many lines it holds."""
+    from handlers.spool import Spool
+
+    client = connect(topology.settings(taskwarden_redis_min_replicas=1))
+    queue = queueing_queue(client)
+    master_port = topology.master_port()
+    assert master_port is not None
+    topology.kill(next(port for port in topology.server_ports if port != master_port))
+    spool = Spool(tmp_path / "spool", marks_key=lambda digest: f"test:spool-mark:{digest}")
+    tasks = list(range(101, 111))
+    for task in tasks:
+        spool.append({"event_name": "ONTASKUPDATE", "task_id": task, "event_id": f"spooled-{task}"})
+
+    def handle(record: dict[str, Any]) -> str:
+        return coalesce(client, queue, "p", record["task_id"], event_name=record["event_name"],
+                        event_id=record["event_id"])
+
+    first = spool.drain(client, handle)
+    assert (first.complete, first.unreplicated, first.queued) == (False, len(tasks), 0)
+    assert len(spool.pending_files()) == 1
+    master = topology.server(master_port)
+    assert all(master.exists(keys.pending("p", task)) for task in tasks)  # queued all the same
+    second = spool.drain(client, handle)
+    assert (second.complete, second.duplicate, second.unreplicated) == (True, len(tasks), 0)
+    assert spool.pending_files() == []
+
+
 def topology_sentinels(topology: SentinelTopology) -> Sentinel:
     """redis-py's own Sentinel client of the topology, without anything of ours."""
     return Sentinel([("127.0.0.1", port) for port in topology.sentinel_ports],
