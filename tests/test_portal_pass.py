@@ -51,3 +51,23 @@ def test_follow_ups_come_only_after_a_hand_over(make_app: Any, sandbox: Any, red
     assert rt.queue().count == 1
     run_worker(app)
     assert not redis.hlen(keys.waiting(rt.portal.id)) and len(work_requests(sandbox)) == 2
+
+
+def test_follow_ups_chain_until_every_handed_over_task_is_taken(make_app: Any, sandbox: Any, redis: Redis) -> None:
+    """More tasks handed over than one pass takes: each follow-up's pass queues the next, until nothing waits."""
+    app = make_app(taskwarden_pass_size=2)
+    rt = app.extensions["taskwarden"]
+    task_ids = [sandbox.add_task(TITLE=f"task {n}") for n in range(5)]
+    post_events(app, task_ids)
+    redis.set(keys.pass_lock(rt.portal.id), "a pass elsewhere", ex=60)
+    run_worker(app)
+    assert rt.queue().count == 0 and redis.hlen(keys.waiting(rt.portal.id)) == 5  # every job handed over
+    redis.delete(keys.pass_lock(rt.portal.id))
+    sandbox.clear_requests()
+    follow_up(rt, rt.portal.id)
+    run_worker(app)
+    reads = work_requests(sandbox)
+    assert len(reads) == 3  # passes of 2, 2 and 1
+    read_ids = [int(i) for read in reads for i in read["commands"][0]["params"]["filter"]["ID"]]
+    assert sorted(read_ids) == sorted(task_ids)
+    assert not redis.hlen(keys.waiting(rt.portal.id)) and not redis.exists(keys.handed_over(rt.portal.id))

@@ -142,7 +142,11 @@ def hand_over(rt: Runtime, portal_id: str, portal_pass: KeptLock) -> bool:
 
 def follow_up(rt: Runtime, portal_id: str) -> None:
     """After a pass released its portal's lock: when a job handed its task over meanwhile, queue one job now to
-    take every waiting task along (those jobs are gone from the queue)."""
+    take every waiting task along (those jobs are gone from the queue).
+
+    The follow-up's own pass takes at most ``TASKWARDEN_PASS_SIZE`` of them, so the mark goes with its job: that
+    pass follows up in turn, until nothing waits.
+    """
     if not rt.redis.getdel(keys.handed_over(portal_id)):
         return
     raw: Any = rt.redis.hrandfield(keys.waiting(portal_id))
@@ -151,8 +155,11 @@ def follow_up(rt: Runtime, portal_id: str) -> None:
     task_id = int(raw)
     mark: Any = rt.redis.get(keys.pending(portal_id, task_id))
     event_id = mark.decode() if mark else None
-    enqueue_evaluation(rt.queue(), portal_id, task_id, event_name=event_id.split(":", 1)[0] if event_id else None,
-                       event_id=event_id, rules_digest=rt.rules.digest, list_waiting=False)
+    with rt.redis.pipeline() as pipe:  # RQ's commands first (it WATCHes), the mark in the same MULTI
+        enqueue_evaluation(rt.queue(), portal_id, task_id, event_name=event_id.split(":", 1)[0] if event_id else None,
+                           event_id=event_id, rules_digest=rt.rules.digest, list_waiting=False, pipeline=pipe)
+        pipe.set(keys.handed_over(portal_id), 1, ex=HANDED_OVER_TTL_SECONDS)
+        pipe.execute()
 
 
 def _requeue(rt: Runtime, portal_id: str, task_ids: list[int], trigger: Trigger, delay_seconds: float = 0) -> None:
