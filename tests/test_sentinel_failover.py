@@ -239,8 +239,8 @@ def test_master_killed_under_load(tmp_path: Path, topology: SentinelTopology, sa
         # a job queued after the failover gets done (by itself, or by a pass that took its task along)
         enqueue_evaluation(Queue(queueing.EVALUATION_QUEUE, connection=redis, serializer=JSONSerializer),
                            portal_id, spare)
-        poll(lambda: sandbox.entry(entries[spare])["SECONDS"] == 28800, "a job queued after the failover to be done",
-             120, interval=0.2)
+        if not poll_quietly(lambda: sandbox.entry(entries[spare])["SECONDS"] == 28800, 120):
+            raise AssertionError(f"a job queued after the failover was not done in 120 s: {_state(redis, portal_id)}")
 
         heartbeat = keys.scheduler_heartbeat(portal_id, socket.gethostname())
         redis.delete(heartbeat)  # it may have come over from the old master: wait for a fresh one
@@ -281,6 +281,25 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=2).ok
     except requests.RequestException:
         return False
+
+
+def poll_quietly(check: Any, timeout: float) -> bool:
+    """``poll`` that answers False at the deadline, so that the caller can say what it found."""
+    try:
+        poll(check, "", timeout, interval=0.2)
+    except AssertionError:
+        return False
+    return True
+
+
+def _state(redis: Redis, portal_id: str) -> dict[str, Any]:
+    """What a job that was not done may be waiting for: the queue, the workers, the portal's pass."""
+    queue = Queue(queueing.EVALUATION_QUEUE, connection=redis, serializer=JSONSerializer)
+    return {"queued": queue.job_ids[:5], "count": queue.count, "started": queue.started_job_registry.get_job_ids(),
+            "scheduled": queue.scheduled_job_registry.get_job_ids(), "pass_lock": redis.get(keys.pass_lock(portal_id)),
+            "handed_over": redis.get(keys.handed_over(portal_id)), "waiting": redis.hlen(keys.waiting(portal_id)),
+            "workers": [(w.name, w.state, w.get_current_job_id()) for w in _workers(redis)],
+            "clients": [c.get("cmd") for c in redis.client_list()]}
 
 
 def _workers(redis: Redis) -> list[Any]:

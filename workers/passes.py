@@ -34,6 +34,8 @@ CLAIMED_LOCK_TTL_SECONDS = 15
 """TTL of the claimed tasks' locks, renewed while the pass runs."""
 HANDED_OVER_TTL_SECONDS = 86400
 """Safety expiry of the mark that a pass owes a follow-up (its holder may be killed and its job never rerun)."""
+ORPHANED_AFTER_SECONDS = 120
+"""A follow-up owed this long while no pass runs is queued by the scheduler (``follow_up_if_orphaned``)."""
 
 
 def take_own_task(rt: Runtime, portal_id: str, task_id: int, inflight: str) -> bool:
@@ -140,18 +142,18 @@ def hand_over(rt: Runtime, portal_id: str, portal_pass: KeptLock) -> bool:
     return True
 
 
-def follow_up(rt: Runtime, portal_id: str) -> None:
+def follow_up(rt: Runtime, portal_id: str) -> bool:
     """After a pass released its portal's lock: when a job handed its task over meanwhile, queue one job now to
     take every waiting task along (those jobs are gone from the queue).
 
     The follow-up's own pass takes at most ``TASKWARDEN_PASS_SIZE`` of them, so the mark goes with its job: that
-    pass follows up in turn, until nothing waits.
+    pass follows up in turn, until nothing waits. True when it queued a job.
     """
     if not rt.redis.getdel(keys.handed_over(portal_id)):
-        return
+        return False
     raw: Any = rt.redis.hrandfield(keys.waiting(portal_id))
     if raw is None:
-        return
+        return False
     task_id = int(raw)
     mark: Any = rt.redis.get(keys.pending(portal_id, task_id))
     event_id = mark.decode() if mark else None
@@ -160,6 +162,23 @@ def follow_up(rt: Runtime, portal_id: str) -> None:
                            event_id=event_id, rules_digest=rt.rules.digest, list_waiting=False, pipeline=pipe)
         pipe.set(keys.handed_over(portal_id), 1, ex=HANDED_OVER_TTL_SECONDS)
         pipe.execute()
+    return True
+
+
+def follow_up_if_orphaned(rt: Runtime, portal_id: str) -> bool:
+    """The scheduler's safety net, each tick: a follow-up is owed but no pass of the portal runs, so none will
+    queue it (its job failed for good, or a failover lost the lock it would have released). Queue it now;
+    True when a job was queued.
+
+    Only a mark untouched for ``ORPHANED_AFTER_SECONDS``: a follow-up job waiting its turn in the queue holds
+    the mark with a free lock too, and must not get a twin every tick.
+    """
+    with rt.redis.pipeline(transaction=False) as pipe:
+        pipe.ttl(keys.handed_over(portal_id))
+        pipe.exists(keys.pass_lock(portal_id))
+        left, running = pipe.execute()
+    owed_since = HANDED_OVER_TTL_SECONDS - left if left > 0 else 0
+    return owed_since >= ORPHANED_AFTER_SECONDS and not running and follow_up(rt, portal_id)
 
 
 def _requeue(rt: Runtime, portal_id: str, task_ids: list[int], trigger: Trigger, delay_seconds: float = 0) -> None:

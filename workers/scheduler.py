@@ -3,6 +3,8 @@
 Safe with several scheduler processes: each slot is claimed with one ``SET NX``, and the job id is the
 slot's, so a slot is enqueued once. After downtime only the latest missed slot is enqueued (once, not
 once per missed slot). On the very first start nothing is caught up: the schedule starts from now.
+Each tick also queues a follow-up that a portal's evaluation pass owes but will never queue
+(``workers.passes.follow_up_if_orphaned``), and in application mode polls the offline queues.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import keys
 from queueing import SWEEP_QUEUE, enqueue_offline_drain, enqueue_sweep
 from runtime import Runtime
 from workers.liveness import scheduler_beat
+from workers.passes import follow_up_if_orphaned
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +84,8 @@ def run_scheduler(rt: Runtime, stop: threading.Event | None = None, tick_seconds
             for view in rt.active_portals():  # application mode: each installed portal's own schedule
                 tick(view)
                 poll_offline(view)
+                if follow_up_if_orphaned(view, view.portal.id):
+                    log.info("scheduler.follow_up_queued", portal=view.portal.id)
             scheduler_beat(rt)
         except Exception:  # a Redis hiccup must not end the scheduler; the next tick retries
             log.exception("scheduler.tick_failed")
