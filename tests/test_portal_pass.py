@@ -7,9 +7,10 @@ from typing import Any
 
 from flask import Flask
 from redis import Redis
+from rq.job import JobStatus
 
 import keys
-from workers.passes import HANDED_OVER_TTL_SECONDS, ORPHANED_AFTER_SECONDS, follow_up, follow_up_if_orphaned
+from workers.passes import follow_up, follow_up_if_orphaned
 
 from .helpers import event_body, run_worker, work_requests
 
@@ -74,23 +75,26 @@ def test_follow_ups_chain_until_every_handed_over_task_is_taken(make_app: Any, s
 
 
 def test_the_scheduler_queues_a_follow_up_no_pass_will(app: Flask, sandbox: Any, redis: Redis) -> None:
-    """The pass the tasks were handed over to never follows up (its job failed for good, or a failover lost its
-    lock): once the mark has waited ``ORPHANED_AFTER_SECONDS`` with no pass running, the scheduler's check
-    queues the follow-up. A fresh mark, or a running pass, gets nothing from it."""
+    """The pass the tasks were handed over to never follows up (a failover lost the release of its lock, or its
+    job failed for good): once no pass holds the lock, the scheduler's check queues the follow-up, once; a
+    follow-up job waiting in the queue gets no twin, one that failed for good gets a successor."""
     rt = app.extensions["taskwarden"]
     task_ids = [sandbox.add_task(TITLE=f"task {n}") for n in range(3)]
     post_events(app, task_ids)
-    redis.set(keys.pass_lock(rt.portal.id), "a pass that will never end", ex=60)
+    redis.set(keys.pass_lock(rt.portal.id), "a pass that will never follow up", ex=60)
     run_worker(app)
     assert rt.queue().count == 0 and redis.hlen(keys.waiting(rt.portal.id)) == 3
-    assert not follow_up_if_orphaned(rt, rt.portal.id)  # that pass still holds its lock
-    redis.delete(keys.pass_lock(rt.portal.id))  # its holder is gone without a follow-up
-    assert not follow_up_if_orphaned(rt, rt.portal.id)  # too fresh: a follow-up may be on its way
-    redis.expire(keys.handed_over(rt.portal.id), HANDED_OVER_TTL_SECONDS - ORPHANED_AFTER_SECONDS)  # time passed
-    sandbox.clear_requests()
+    assert not follow_up_if_orphaned(rt, rt.portal.id)  # the lock is held: that pass may still follow up
+    redis.delete(keys.pass_lock(rt.portal.id))  # expired, and nobody followed up
     assert follow_up_if_orphaned(rt, rt.portal.id)
-    assert rt.queue().count == 1
+    [job_id] = rt.queue().job_ids
+    assert not follow_up_if_orphaned(rt, rt.portal.id) and rt.queue().count == 1  # its follow-up is on its way
+    job = rt.queue().fetch_job(job_id)
+    rt.queue().remove(job)
+    job.set_status(JobStatus.FAILED)  # as RQ leaves a job that failed for good
+    assert follow_up_if_orphaned(rt, rt.portal.id) and rt.queue().count == 1
+    sandbox.clear_requests()
     run_worker(app)
     [read] = work_requests(sandbox)
     assert sorted(int(i) for i in read["commands"][0]["params"]["filter"]["ID"]) == sorted(task_ids)
-    assert not redis.hlen(keys.waiting(rt.portal.id))
+    assert not redis.hlen(keys.waiting(rt.portal.id)) and not redis.exists(keys.handed_over(rt.portal.id))

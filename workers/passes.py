@@ -34,8 +34,10 @@ CLAIMED_LOCK_TTL_SECONDS = 15
 """TTL of the claimed tasks' locks, renewed while the pass runs."""
 HANDED_OVER_TTL_SECONDS = 86400
 """Safety expiry of the mark that a pass owes a follow-up (its holder may be killed and its job never rerun)."""
-ORPHANED_AFTER_SECONDS = 120
-"""A follow-up owed this long while no pass runs is queued by the scheduler (``follow_up_if_orphaned``)."""
+HANDED_OVER = b"handed-over"
+"""The mark's value as a job sets it; ``follow_up`` sets its job's id instead."""
+COMING = {b"queued", b"scheduled", b"deferred", b"started"}
+"""RQ statuses of a follow-up job that will still run (``follow_up_if_orphaned``)."""
 
 
 def take_own_task(rt: Runtime, portal_id: str, task_id: int, inflight: str) -> bool:
@@ -133,7 +135,7 @@ def hand_over(rt: Runtime, portal_id: str, portal_pass: KeptLock) -> bool:
     releasing its lock, so either it sees the mark, or it released before the second try, which then succeeds.
     The portal's other queued jobs come off the queue, as each would only meet the same pass (a fork apiece).
     """
-    rt.redis.set(keys.handed_over(portal_id), 1, ex=HANDED_OVER_TTL_SECONDS)
+    rt.redis.set(keys.handed_over(portal_id), HANDED_OVER, ex=HANDED_OVER_TTL_SECONDS)
     if portal_pass.acquire():
         return False
     job_ids = rt.redis.hvals(keys.waiting(portal_id))
@@ -158,27 +160,34 @@ def follow_up(rt: Runtime, portal_id: str) -> bool:
     mark: Any = rt.redis.get(keys.pending(portal_id, task_id))
     event_id = mark.decode() if mark else None
     with rt.redis.pipeline() as pipe:  # RQ's commands first (it WATCHes), the mark in the same MULTI
-        enqueue_evaluation(rt.queue(), portal_id, task_id, event_name=event_id.split(":", 1)[0] if event_id else None,
-                           event_id=event_id, rules_digest=rt.rules.digest, list_waiting=False, pipeline=pipe)
-        pipe.set(keys.handed_over(portal_id), 1, ex=HANDED_OVER_TTL_SECONDS)
+        job = enqueue_evaluation(rt.queue(), portal_id, task_id, rules_digest=rt.rules.digest, list_waiting=False,
+                                 event_name=event_id.split(":", 1)[0] if event_id else None, event_id=event_id,
+                                 pipeline=pipe)
+        pipe.set(keys.handed_over(portal_id), job.id, ex=HANDED_OVER_TTL_SECONDS)
         pipe.execute()
     return True
 
 
 def follow_up_if_orphaned(rt: Runtime, portal_id: str) -> bool:
-    """The scheduler's safety net, each tick: a follow-up is owed but no pass of the portal runs, so none will
-    queue it (its job failed for good, or a failover lost the lock it would have released). Queue it now;
-    True when a job was queued.
+    """The scheduler's safety net, each tick: a follow-up is owed but no pass of the portal runs and no follow-up
+    job is on its way, so none will come (the pass's job failed for good, or a failover lost the release of its
+    lock: the new master holds a lock nobody runs under until it expires). Queue it now; True when it did.
 
-    Only a mark untouched for ``ORPHANED_AFTER_SECONDS``: a follow-up job waiting its turn in the queue holds
-    the mark with a free lock too, and must not get a twin every tick.
+    ``follow_up`` leaves its job's id in the mark, so a follow-up job waiting its turn does not get a twin every
+    tick. A job that has just handed over and is trying the lock once more may get one: a spare job that finds
+    its task taken along.
     """
     with rt.redis.pipeline(transaction=False) as pipe:
-        pipe.ttl(keys.handed_over(portal_id))
+        pipe.get(keys.handed_over(portal_id))
         pipe.exists(keys.pass_lock(portal_id))
-        left, running = pipe.execute()
-    owed_since = HANDED_OVER_TTL_SECONDS - left if left > 0 else 0
-    return owed_since >= ORPHANED_AFTER_SECONDS and not running and follow_up(rt, portal_id)
+        owed, running = pipe.execute()
+    if not owed or running:
+        return False
+    if owed != HANDED_OVER:
+        status: Any = rt.redis.hget(rt.queue().job_class.key_for(owed.decode()), "status")
+        if status in COMING:
+            return False
+    return follow_up(rt, portal_id)
 
 
 def _requeue(rt: Runtime, portal_id: str, task_ids: list[int], trigger: Trigger, delay_seconds: float = 0) -> None:
