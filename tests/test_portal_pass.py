@@ -98,3 +98,14 @@ def test_the_scheduler_queues_a_follow_up_no_pass_will(app: Flask, sandbox: Any,
     [read] = work_requests(sandbox)
     assert sorted(int(i) for i in read["commands"][0]["params"]["filter"]["ID"]) == sorted(task_ids)
     assert not redis.hlen(keys.waiting(rt.portal.id)) and not redis.exists(keys.handed_over(rt.portal.id))
+
+
+def test_no_follow_up_while_a_waiting_task_has_a_job_coming(app: Flask, sandbox: Any, redis: Redis) -> None:
+    """A job listed for a waiting task (one that stepped back for the budget, say) will run a pass that follows
+    up: the scheduler's check leaves it to that pass."""
+    rt = app.extensions["taskwarden"]
+    post_events(app, [sandbox.add_task(TITLE="task")])
+    redis.set(keys.handed_over(rt.portal.id), "some job long finished")
+    assert not follow_up_if_orphaned(rt, rt.portal.id) and rt.queue().count == 1
+    run_worker(app)
+    assert not redis.exists(keys.handed_over(rt.portal.id)) and not redis.hlen(keys.waiting(rt.portal.id))

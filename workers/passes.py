@@ -173,9 +173,9 @@ def follow_up_if_orphaned(rt: Runtime, portal_id: str) -> bool:
     job is on its way, so none will come (the pass's job failed for good, or a failover lost the release of its
     lock: the new master holds a lock nobody runs under until it expires). Queue it now; True when it did.
 
-    ``follow_up`` leaves its job's id in the mark, so a follow-up job waiting its turn does not get a twin every
-    tick. A job that has just handed over and is trying the lock once more may get one: a spare job that finds
-    its task taken along.
+    Nothing is queued while a job that will run a pass is on its way: the follow-up job whose id ``follow_up``
+    left in the mark, or a job of a waiting task (one that stepped back for the portal's budget). A job that has
+    just handed over and is trying the lock once more may get a twin: a spare job that finds its task taken.
     """
     with rt.redis.pipeline(transaction=False) as pipe:
         pipe.get(keys.handed_over(portal_id))
@@ -183,10 +183,14 @@ def follow_up_if_orphaned(rt: Runtime, portal_id: str) -> bool:
         owed, running = pipe.execute()
     if not owed or running:
         return False
-    if owed != HANDED_OVER:
-        status: Any = rt.redis.hget(rt.queue().job_class.key_for(owed.decode()), "status")
-        if status in COMING:
-            return False
+    coming = [owed] if owed != HANDED_OVER else []
+    coming += rt.redis.hvals(keys.waiting(portal_id))  # a job that stepped back is listed there anew
+    job_key = rt.queue().job_class.key_for
+    with rt.redis.pipeline(transaction=False) as pipe:
+        for job_id in coming:
+            pipe.hget(job_key(job_id.decode()), "status")
+        if any(status in COMING for status in pipe.execute()):
+            return False  # that job runs a pass, which follows up
     return follow_up(rt, portal_id)
 
 
