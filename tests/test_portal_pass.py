@@ -3,8 +3,13 @@ other queued jobs) over to that pass's follow-up, which takes every waiting task
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from redis import Redis
 from rq.job import JobStatus
@@ -12,7 +17,9 @@ from rq.job import JobStatus
 import keys
 from workers.passes import follow_up, follow_up_if_orphaned
 
-from .helpers import event_body, run_worker, work_requests
+from .helpers import TEST_APP_TOKEN, TEST_REDIS_URL, TEST_SECRET, event_body, poll, run_worker, work_requests
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def post_events(app: Flask, task_ids: list[int]) -> None:
@@ -109,3 +116,27 @@ def test_no_follow_up_while_a_waiting_task_has_a_job_coming(app: Flask, sandbox:
     assert not follow_up_if_orphaned(rt, rt.portal.id) and rt.queue().count == 1
     run_worker(app)
     assert not redis.exists(keys.handed_over(rt.portal.id)) and not redis.hlen(keys.waiting(rt.portal.id))
+
+
+@pytest.mark.slow
+def test_the_scheduler_process_runs_the_check(app: Flask, sandbox: Any, sandbox_server: Any, redis: Redis) -> None:
+    """``flask scheduler`` makes the check each tick: tasks handed over to a pass whose lock is gone get their
+    follow-up job without any event."""
+    rt = app.extensions["taskwarden"]
+    post_events(app, [sandbox.add_task(TITLE=f"task {n}") for n in range(2)])
+    redis.set(keys.pass_lock(rt.portal.id), "a pass that will never follow up", ex=60)
+    run_worker(app)
+    assert rt.queue().count == 0 and redis.hlen(keys.waiting(rt.portal.id)) == 2
+    redis.delete(keys.pass_lock(rt.portal.id))
+    env = {**os.environ, "REDIS_URL": TEST_REDIS_URL, "RULES_FILE": rt.settings.rules_file, "LOG_FORMAT": "json",
+           "SANDBOX_URL": sandbox_server.url, "SANDBOX_SECRET": TEST_SECRET, "SANDBOX_APPLICATION_TOKEN": TEST_APP_TOKEN}
+    scheduler = subprocess.Popen([sys.executable, "-m", "flask", "--app", "app", "scheduler"], cwd=ROOT, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        poll(lambda: rt.queue().count == 1, "the scheduler to queue the follow-up", timeout=30, interval=0.1)
+    finally:
+        scheduler.terminate()
+        output = scheduler.communicate(timeout=10)[0]
+    assert "scheduler.follow_up_queued" in output
+    run_worker(app)
+    assert not redis.hlen(keys.waiting(rt.portal.id))
