@@ -1,5 +1,6 @@
 """One evaluation pass per portal at a time: a job that meets a running pass hands its task (and the portal's
-other queued jobs) over to that pass's follow-up, which takes every waiting task along once the pass ends."""
+other queued jobs) over to that pass's follow-up, which takes every waiting task along once the pass ends; the
+scheduler queues a follow-up that no pass will."""
 
 from __future__ import annotations
 
