@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
+from rq.job import JobStatus
 
 import keys
 from bitrix.errors import OperationTimeLimit
@@ -36,8 +37,8 @@ HANDED_OVER_TTL_SECONDS = 86400
 """Safety expiry of the mark that a pass owes a follow-up (its holder may be killed and its job never rerun)."""
 HANDED_OVER = b"handed-over"
 """The mark's value as a job sets it; ``follow_up`` sets its job's id instead."""
-COMING = {b"queued", b"scheduled", b"deferred", b"started"}
-"""RQ statuses of a follow-up job that will still run (``follow_up_if_orphaned``)."""
+COMING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, JobStatus.STARTED}
+"""RQ statuses of a job that will still run a pass (``follow_up_if_orphaned``)."""
 
 
 def take_own_task(rt: Runtime, portal_id: str, task_id: int, inflight: str) -> bool:
@@ -183,14 +184,13 @@ def follow_up_if_orphaned(rt: Runtime, portal_id: str) -> bool:
         owed, running = pipe.execute()
     if not owed or running:
         return False
-    coming = [owed] if owed != HANDED_OVER else []
-    coming += rt.redis.hvals(keys.waiting(portal_id))  # a job that stepped back is listed there anew
-    job_key = rt.queue().job_class.key_for
-    with rt.redis.pipeline(transaction=False) as pipe:
-        for job_id in coming:
-            pipe.hget(job_key(job_id.decode()), "status")
-        if any(status in COMING for status in pipe.execute()):
-            return False  # that job runs a pass, which follows up
+    candidates = [owed] if owed != HANDED_OVER else []
+    candidates += rt.redis.hvals(keys.waiting(portal_id))  # a job that stepped back is listed there anew
+    queue = rt.queue()
+    jobs = queue.job_class.fetch_many([job_id.decode() for job_id in candidates], connection=rt.redis,
+                                      serializer=queue.serializer)
+    if any(job is not None and job.get_status(refresh=False) in COMING for job in jobs):
+        return False  # that job runs a pass, which follows up
     return follow_up(rt, portal_id)
 
 
